@@ -1,0 +1,140 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/oklog/run"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/ingest"
+	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/projections"
+	"github.com/logbook/logbook/query"
+)
+
+// AllInOneConfig configures the single-process Logbook.
+type AllInOneConfig struct {
+	DataDir  string
+	HTTPAddr string
+	NATSAddr string // host:port of the embedded server's client port; port 0 picks one
+	// AdminKey is the first site admin's API key; empty generates one.
+	AdminKey string
+	Durable  bool
+	Log      *slog.Logger
+	// Routes, when set, adds more HTTP routes (the W&B adapter) given the
+	// ingest side.
+	Routes func(mux *http.ServeMux, in *Ingest, reader query.Reader)
+}
+
+// Addrs are where a started Logbook listens.
+type Addrs struct {
+	HTTP string // http://host:port
+	NATS string // nats://host:port
+}
+
+// AllInOne runs an embedded NATS server and every component in this process
+// until ctx ends. It reports where it listens on ready (if not nil) and
+// prints the URLs, and the admin key on first start, to out.
+func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(Addrs)) error {
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	host, port, err := splitHostPort(c.NATSAddr)
+	if err != nil {
+		return fmt.Errorf("-nats.addr: %w", err)
+	}
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Dir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.Durable})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	natsURL := bus.ClientURL(ns)
+
+	b, err := ConnectBus(ctx, natsURL, "logbook", bus.DefaultConfig(), log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	in := NewIngest(b)
+	adminKey := c.AdminKey
+	if adminKey == "" {
+		adminKey = ingest.NewAPIKey()
+	} else if err := ingest.ValidateAPIKey(adminKey); err != nil {
+		return fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
+	}
+	in.Decider.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(adminKey)}
+
+	proj, err := OpenProjector(b, projections.Options{Dir: filepath.Join(c.DataDir, "readmodel"), SyncWrites: c.Durable})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		proj.Store.Close()
+		return fmt.Errorf("listen on -http.addr %s: %w", c.HTTPAddr, err)
+	}
+	mux := http.NewServeMux()
+	Health(mux)
+	in.Edge.Register(mux)
+	(&query.Handler{Reader: proj.Service, Log: log.With("component", "query")}).Register(mux)
+	if c.Routes != nil {
+		c.Routes(mux, in, proj.Service)
+	}
+	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g run.Group
+	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
+	g.Add(func() error { return Serve(ctx, ln, mux, log) }, func(error) { cancel() })
+	g.Add(func() error {
+		select {
+		case <-in.Decider.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		fmt.Fprintf(out, "Logbook is running.\n  Web/API: %s\n  NATS:    %s\n  Data:    %s\n", addrs.HTTP, addrs.NATS, c.DataDir)
+		if in.Decider.SeedCreated {
+			if c.AdminKey == "" {
+				fmt.Fprintf(out, "Created the site admin \"admin\". Its API key (shown once, only its hash is stored):\n  %s\n", adminKey)
+			} else {
+				fmt.Fprintf(out, "Created the site admin \"admin\" with the key from LOGBOOK_ADMIN_API_KEY.\n")
+			}
+		}
+		if ready != nil {
+			ready(addrs)
+		}
+		<-ctx.Done()
+		return nil
+	}, func(error) { cancel() })
+	return g.Run()
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	if port == 0 {
+		port = -1 // nats-server's "random port"
+	}
+	return host, port, nil
+}

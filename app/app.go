@@ -1,0 +1,140 @@
+// Package app wires Logbook's parts into runnable components: ingest (the
+// decider and the write API), the projector (read model and read service)
+// and query (the HTTP read API). The three mains and the all-in-one command
+// use the same components.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/ingest"
+	"github.com/logbook/logbook/projections"
+	"github.com/logbook/logbook/query"
+)
+
+// Bus is a connection to NATS with the topology ensured.
+type Bus struct {
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Config  bus.Config
+	Log     *slog.Logger
+	Subject events.Subjects
+}
+
+// ConnectBus connects to NATS and ensures the streams exist.
+func ConnectBus(ctx context.Context, url, name string, cfg bus.Config, log *slog.Logger, opts ...nats.Option) (*Bus, error) {
+	nc, js, err := bus.Connect(url, name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := bus.EnsureTopology(ctx, js, cfg); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Bus{NC: nc, JS: js, Config: cfg, Log: log, Subject: cfg.Subjects}, nil
+}
+
+// Close drains the connection.
+func (b *Bus) Close() { _ = b.NC.Drain() }
+
+// Ingest is the write side: the decider and the HTTP edge.
+type Ingest struct {
+	Decider  *ingest.Decider
+	Proposer *ingest.Proposer
+	Edge     *ingest.Edge
+}
+
+// NewIngest builds the write side on b.
+func NewIngest(b *Bus) *Ingest {
+	log := b.Log.With("component", "ingest")
+	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
+	p := ingest.NewProposer(b.NC, b.JS, b.Subject)
+	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}}
+}
+
+// Projector folds the log into a read model and serves reads over NATS.
+type Projector struct {
+	Store   *projections.Store
+	Service *query.Service
+	bus     *Bus
+}
+
+// OpenProjector opens the read model in dir.
+func OpenProjector(b *Bus, o projections.Options) (*Projector, error) {
+	st, err := projections.Open(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Projector{Store: st, Service: &query.Service{Store: st}, bus: b}, nil
+}
+
+// EventSource reads the events stream for the projections.
+func EventSource(js jetstream.JetStream, follow bool) projections.Source {
+	return func(ctx context.Context, from uint64, fn func([]projections.RawRecord) error) error {
+		recs := make([]projections.RawRecord, 0, 1000)
+		return bus.Read(ctx, js, bus.ReadOptions{Stream: bus.EventsStream, From: from, Batch: 1000, Follow: follow},
+			func(batch []bus.Entry) error {
+				recs = recs[:0]
+				for _, e := range batch {
+					recs = append(recs, projections.RawRecord{Seq: e.Seq, Data: e.Data})
+				}
+				return fn(recs)
+			})
+	}
+}
+
+// Run follows the log and serves reads over NATS (when serve is set) until
+// ctx ends.
+func (p *Projector) Run(ctx context.Context, serve bool) error {
+	defer p.Store.Close()
+	if serve {
+		svc, err := query.Serve(p.bus.NC, p.bus.Subject.Prefix, p.Service, p.bus.Log.With("component", "read"))
+		if err != nil {
+			return fmt.Errorf("serve reads: %w", err)
+		}
+		defer svc.Stop()
+	}
+	err := p.Store.Follow(ctx, EventSource(p.bus.JS, true))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("projector: %w", err)
+}
+
+// Serve runs an HTTP server on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Health answers liveness probes.
+func Health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+}

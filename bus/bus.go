@@ -1,0 +1,174 @@
+// Package bus is Logbook's NATS JetStream adapter: the embedded server, the
+// stream topology, idempotent and conflict-checked appends, and reading the
+// log. JetStream's error codes are mapped to this package's sentinel errors
+// here and nowhere else.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/events"
+)
+
+// Stream names.
+const (
+	InboxStream      = "LB_PROPOSALS"
+	EventsStream     = "LB_EVENTS"
+	RejectionsStream = "LB_REJECTIONS"
+	DeciderConsumer  = "decider"
+)
+
+// MaxPayload is the largest message the embedded server accepts; the HTTP
+// edges refuse bodies well below it.
+const MaxPayload = 8 << 20
+
+// Config is the topology's configuration.
+type Config struct {
+	Subjects      events.Subjects
+	Replicas      int           // 1 on one machine, 3 in a cluster
+	RejectionsAge time.Duration // how long rejections are kept
+	// DuplicateWindow is JetStream's Nats-Msg-Id window on the events stream.
+	DuplicateWindow time.Duration
+}
+
+// DefaultConfig returns the single-machine topology.
+func DefaultConfig() Config {
+	return Config{
+		Subjects:        events.Subjects{Prefix: events.DefaultPrefix},
+		Replicas:        1,
+		RejectionsAge:   30 * 24 * time.Hour,
+		DuplicateWindow: 2 * time.Minute,
+	}
+}
+
+// EnsureTopology creates or updates the streams and the decider's consumer.
+// It is idempotent: every component calls it at start.
+func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error {
+	streams := []jetstream.StreamConfig{
+		{
+			Name:        InboxStream,
+			Description: "proposed events, consumed by the policy",
+			Subjects:    []string{c.Subjects.AllProposals()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			MaxMsgSize:  MaxPayload,
+		},
+		{
+			Name:        EventsStream,
+			Description: "accepted events: the log, kept forever",
+			Subjects:    []string{c.Subjects.AllEvents()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			MaxMsgSize:  MaxPayload,
+			DenyDelete:  true,
+			DenyPurge:   true,
+		},
+		{
+			Name:        RejectionsStream,
+			Description: "rejected proposals with their reasons",
+			Subjects:    []string{c.Subjects.AllRejections()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			MaxAge:      c.RejectionsAge,
+			MaxMsgSize:  MaxPayload,
+		},
+	}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
+		Durable:       DeciderConsumer,
+		Description:   "the policy decider",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure decider consumer: %w", err)
+	}
+	return nil
+}
+
+// EmbeddedOptions configure the in-process nats-server.
+type EmbeddedOptions struct {
+	Dir  string // JetStream storage directory
+	Host string
+	Port int // -1 for a random port
+	// SyncAlways makes JetStream fsync every write (durable mode).
+	SyncAlways bool
+}
+
+// StartEmbedded starts an in-process nats-server with JetStream and waits
+// until it accepts connections.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "logbook",
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   filepath.Clean(o.Dir),
+		MaxPayload: MaxPayload,
+		NoSigs:     true,
+		NoLog:      true,
+		SyncAlways: o.SyncAlways,
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats did not become ready within 30s")
+	}
+	return s, nil
+}
+
+// ClientURL returns the nats:// URL of a started server.
+func ClientURL(s *server.Server) string {
+	if a, ok := s.Addr().(*net.TCPAddr); ok {
+		return "nats://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
+	}
+	return s.ClientURL()
+}
+
+// Connect connects to NATS with reconnects forever and returns the
+// connection and its JetStream context.
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	opts = append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+	}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}

@@ -1,0 +1,107 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Entry is one stored message of a stream.
+type Entry struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+}
+
+// ReadOptions select what to read.
+type ReadOptions struct {
+	Stream string
+	Filter string // subject filter; "" for all
+	From   uint64 // first sequence to deliver (0 or 1 for the start)
+	Batch  int    // largest batch handed to fn
+	// Follow keeps reading new messages until ctx ends; otherwise reading
+	// stops once the messages present at the start have been delivered.
+	Follow bool
+}
+
+// Read delivers a stream's messages in order, in batches, to fn. An error
+// from fn stops the read and is returned.
+func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]Entry) error) error {
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if o.Filter != "" {
+		cfg.FilterSubjects = []string{o.Filter}
+	}
+	if o.From > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = o.From
+	}
+	cons, err := js.OrderedConsumer(ctx, o.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", o.Stream, err)
+	}
+	if !o.Follow {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", o.Stream, err)
+		}
+		if info.NumPending == 0 {
+			return nil
+		}
+	}
+	batch := make([]Entry, 0, o.Batch)
+	for ctx.Err() == nil {
+		wait := 500 * time.Millisecond
+		msgs, err := cons.FetchNoWait(o.Batch)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", o.Stream, err)
+		}
+		batch = batch[:0]
+		var pending uint64
+		for m := range msgs.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", o.Stream, err)
+			}
+			batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+			pending = md.NumPending
+		}
+		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
+			return fmt.Errorf("read %s: %w", o.Stream, err)
+		}
+		if len(batch) == 0 {
+			// Nothing ready: wait for more with a blocking fetch of one
+			// message (returns as soon as one arrives).
+			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("read %s: %w", o.Stream, err)
+			}
+			for m := range msgs.Messages() {
+				md, err := m.Metadata()
+				if err != nil {
+					return fmt.Errorf("read %s: %w", o.Stream, err)
+				}
+				batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+				pending = md.NumPending
+			}
+			if len(batch) == 0 {
+				continue
+			}
+		}
+		if err := fn(batch); err != nil {
+			return err
+		}
+		if !o.Follow && pending == 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
+}

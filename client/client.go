@@ -1,0 +1,377 @@
+// Package client is Logbook's Go SDK for training code.
+//
+//	run, err := client.Init(ctx, client.Options{
+//		Entity: "your-team-name", Project: "awesome-segmentation",
+//		JobType: "training", Config: map[string]any{"learning_rate": 0.001},
+//	})
+//	if err != nil { ... }
+//	for step := 0; step < 1000; step++ {
+//		run.Log(map[string]any{"loss": loss, "accuracy": acc})
+//	}
+//	if err := run.Finish(); err != nil { ... }
+//
+// Init is synchronous: it returns the run's final id and name, or the
+// rejection. Log never waits on the network: rows are buffered and sent in
+// batches (by count and by time) by a background goroutine that retries
+// with the same idempotency key. Finish flushes and reports any rejection.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/logbook/logbook/events"
+)
+
+// Options configure a run.
+type Options struct {
+	// BaseURL of Logbook; default $LOGBOOK_URL, else http://127.0.0.1:8080.
+	BaseURL string
+	// APIKey; default $LOGBOOK_API_KEY.
+	APIKey string
+
+	Entity, Project string
+	ID              string // optional client-chosen run id
+	Name            string // display name; made unique in the project
+	JobType         string
+	Group           string
+	Notes           string
+	Tags            []string
+	Config          map[string]any
+	Resume          string // "", "allow", "must" or "never"
+
+	// BatchRows sends a batch once this many rows are buffered (default 1000).
+	BatchRows int
+	// FlushInterval sends buffered rows at least this often (default 500ms).
+	FlushInterval time.Duration
+	// MaxBufferedRows bounds memory while the server is unreachable
+	// (default 1,000,000); Log returns ErrBufferFull beyond it.
+	MaxBufferedRows int
+	HTTPClient      *http.Client
+}
+
+// ErrBufferFull is returned by Log when the server has been unreachable for
+// so long that MaxBufferedRows rows are waiting.
+var ErrBufferFull = errors.New("logbook: too many rows buffered while the server is unreachable; this row was dropped")
+
+// APIError is an error answered by Logbook: a stable code and a message.
+type APIError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("logbook: %s (%s)", e.Message, e.Code) }
+
+// Run is a started run.
+type Run struct {
+	ID, Name        string
+	Entity, Project string
+
+	c    *conn
+	opts Options
+
+	mu      sync.Mutex
+	step    int64
+	buf     []events.Row
+	err     error // first rejection of a batch
+	kick    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	lastSeq uint64
+}
+
+type conn struct {
+	base, key string
+	http      *http.Client
+}
+
+// Init starts a run and returns once Logbook has accepted it.
+func Init(ctx context.Context, o Options) (*Run, error) {
+	if o.BaseURL == "" {
+		o.BaseURL = os.Getenv("LOGBOOK_URL")
+	}
+	if o.BaseURL == "" {
+		o.BaseURL = "http://127.0.0.1:8080"
+	}
+	if o.APIKey == "" {
+		o.APIKey = os.Getenv("LOGBOOK_API_KEY")
+	}
+	if o.APIKey == "" {
+		return nil, errors.New("logbook: no API key: set Options.APIKey or LOGBOOK_API_KEY")
+	}
+	if o.BatchRows <= 0 {
+		o.BatchRows = 1000
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 500 * time.Millisecond
+	}
+	if o.MaxBufferedRows <= 0 {
+		o.MaxBufferedRows = 1_000_000
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	c := &conn{base: strings.TrimRight(o.BaseURL, "/"), key: o.APIKey, http: o.HTTPClient}
+	var cfg json.RawMessage
+	if o.Config != nil {
+		b, err := json.Marshal(o.Config)
+		if err != nil {
+			return nil, fmt.Errorf("logbook: config is not JSON-encodable: %w", err)
+		}
+		cfg = b
+	}
+	body := map[string]any{"id": o.ID, "name": o.Name, "job_type": o.JobType, "group": o.Group, "notes": o.Notes,
+		"tags": o.Tags, "config": cfg, "resume": o.Resume}
+	var out struct {
+		Run      string `json:"run_id"`
+		RunName  string `json:"run_name"`
+		RunState string `json:"run_state"`
+		Seq      uint64 `json:"seq"`
+	}
+	path := "/api/v1/projects/" + o.Entity + "/" + o.Project + "/runs"
+	if err := c.do(ctx, "POST", path, events.NewID(time.Now()), body, &out); err != nil {
+		return nil, err
+	}
+	r := &Run{ID: out.Run, Name: out.RunName, Entity: o.Entity, Project: o.Project, c: c, opts: o,
+		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}), lastSeq: out.Seq}
+	go r.sender()
+	return r, nil
+}
+
+// Log records one row of metrics at the next step. Values may be any Go
+// number or bool; nested maps are flattened with "/" ("train/loss").
+// Non-finite floats are kept. It never waits on the network.
+func (r *Run) Log(values map[string]any) error {
+	r.mu.Lock()
+	step := r.step
+	r.mu.Unlock()
+	return r.LogStep(step, values)
+}
+
+// LogStep records a row at an explicit step; later Log calls continue after
+// it. Steps must increase; a row at or below the last step is dropped by
+// the server.
+func (r *Run) LogStep(step int64, values map[string]any) error {
+	row := events.Row{Step: step, Time: float64(time.Now().UnixNano()) / 1e9, Values: map[string]events.Value{}}
+	var bad []string
+	flatten("", values, row.Values, &bad)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.buf) >= r.opts.MaxBufferedRows {
+		return ErrBufferFull
+	}
+	if step >= r.step {
+		r.step = step + 1
+	}
+	if len(row.Values) > 0 {
+		r.buf = append(r.buf, row)
+		if len(r.buf) >= r.opts.BatchRows {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("logbook: not logged (values must be numbers or bools): %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func flatten(prefix string, in map[string]any, out map[string]events.Value, bad *[]string) {
+	for k, v := range in {
+		key := k
+		if prefix != "" {
+			key = prefix + "/" + k
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			flatten(key, x, out, bad)
+		case float64:
+			out[key] = events.Value(x)
+		case float32:
+			out[key] = events.Value(x)
+		case int:
+			out[key] = events.Value(x)
+		case int64:
+			out[key] = events.Value(x)
+		case int32:
+			out[key] = events.Value(x)
+		case uint:
+			out[key] = events.Value(x)
+		case uint64:
+			out[key] = events.Value(x)
+		case uint32:
+			out[key] = events.Value(x)
+		case bool:
+			out[key] = events.Value(map[bool]float64{true: 1}[x])
+		case events.Value:
+			out[key] = x
+		default:
+			*bad = append(*bad, key)
+		}
+	}
+}
+
+// sender sends buffered rows in batches until Finish.
+func (r *Run) sender() {
+	defer close(r.stopped)
+	t := time.NewTicker(r.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.kick:
+		case <-t.C:
+		case <-r.done:
+			r.flush(true)
+			return
+		}
+		r.flush(false)
+	}
+}
+
+// flush sends everything buffered; all forces sending partial batches.
+func (r *Run) flush(all bool) {
+	for {
+		r.mu.Lock()
+		n := min(len(r.buf), r.opts.BatchRows)
+		if n == 0 || r.err != nil {
+			r.mu.Unlock()
+			return
+		}
+		batch := r.buf[:n:n]
+		r.mu.Unlock()
+
+		id := events.NewID(time.Now())
+		path := "/api/v1/projects/" + r.Entity + "/" + r.Project + "/runs/" + r.ID + "/log"
+		backoff := 100 * time.Millisecond
+		for {
+			err := r.c.do(context.Background(), "POST", path, id, map[string]any{"rows": batch}, nil)
+			var ae *APIError
+			if err == nil || errors.As(err, &ae) && ae.Status < 500 && ae.Status != 429 {
+				r.mu.Lock()
+				r.buf = r.buf[n:]
+				if err != nil && r.err == nil {
+					r.err = err
+				}
+				r.mu.Unlock()
+				break
+			}
+			// Network error or 5xx: retry the same batch with the same key.
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		if !all {
+			r.mu.Lock()
+			more := len(r.buf) >= r.opts.BatchRows
+			r.mu.Unlock()
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// Finish flushes every buffered row, marks the run finished (exit code 0)
+// and returns the first rejection any batch got, if any.
+func (r *Run) Finish() error { return r.FinishWithCode(0) }
+
+// FinishWithCode finishes the run with a process exit code: 0 leaves it
+// finished, anything else failed.
+func (r *Run) FinishWithCode(code int) error {
+	select {
+	case <-r.done:
+		return errors.New("logbook: run already finished")
+	default:
+		close(r.done)
+	}
+	<-r.stopped
+	var out struct {
+		Seq uint64 `json:"seq"`
+	}
+	ferr := r.c.do(context.Background(), "POST", "/api/v1/projects/"+r.Entity+"/"+r.Project+"/runs/"+r.ID+"/finish",
+		events.NewID(time.Now()), map[string]any{"exit_code": code}, &out)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if out.Seq > 0 {
+		r.lastSeq = out.Seq
+	}
+	return errors.Join(r.err, ferr)
+}
+
+// Seq returns the log sequence of the run's last synchronous write: a read
+// with min_seq set to it sees that write.
+func (r *Run) Seq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastSeq
+}
+
+// do sends a JSON request with an idempotency key, retrying network errors
+// and 5xx answers a few times with the same key.
+func (c *conn) do(ctx context.Context, method, path, id string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("logbook: encode request: %w", err)
+	}
+	var last error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", id)
+		resp, err := c.http.Do(req)
+		if err != nil {
+			last = fmt.Errorf("logbook: %s %s: %w", method, path, err)
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			var e struct {
+				Error *APIError `json:"error"`
+			}
+			if json.Unmarshal(data, &e) != nil || e.Error == nil {
+				e.Error = &APIError{Code: "http", Message: strings.TrimSpace(string(data))}
+			}
+			e.Error.Status = resp.StatusCode
+			last = e.Error
+			if resp.StatusCode >= 500 || resp.StatusCode == 429 {
+				continue
+			}
+			return last
+		}
+		if out != nil {
+			if err := json.Unmarshal(data, out); err != nil {
+				return fmt.Errorf("logbook: decode answer of %s %s: %w", method, path, err)
+			}
+		}
+		return nil
+	}
+	return last
+}

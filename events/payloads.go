@@ -1,0 +1,208 @@
+package events
+
+import (
+	"encoding/json"
+)
+
+// Role is a user's role in a project.
+type Role string
+
+// Project roles, from most to least privileged.
+const (
+	RoleAdmin  Role = "admin"
+	RoleMember Role = "member"
+	RoleViewer Role = "viewer"
+)
+
+// Valid reports whether r is one of the project roles.
+func (r Role) Valid() bool {
+	return r == RoleAdmin || r == RoleMember || r == RoleViewer
+}
+
+// TeamRole is a user's role in a team entity.
+type TeamRole string
+
+// Team roles. A team admin acts as Admin on every project of the team.
+const (
+	TeamAdmin  TeamRole = "admin"
+	TeamMember TeamRole = "member"
+)
+
+// Valid reports whether r is a team role.
+func (r TeamRole) Valid() bool { return r == TeamAdmin || r == TeamMember }
+
+// Run states.
+const (
+	StateRunning  = "running"
+	StateFinished = "finished"
+	StateFailed   = "failed"
+	StateKilled   = "killed"
+	StateCrashed  = "crashed"
+)
+
+// UserCreatedV1 creates a user and its personal entity (Event.Entity is the username).
+type UserCreatedV1 struct {
+	Username    string `json:"username"`
+	Email       string `json:"email,omitempty"`
+	DisplayName string `json:"display_name,omitempty"`
+	// SiteAdmin users may create users and teams. The first user of an
+	// installation is one.
+	SiteAdmin bool `json:"site_admin,omitempty"`
+	// Service marks a non-human account owned by the team in Owner.
+	Service bool   `json:"service,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+}
+
+// KeyCreatedV1 records a new API key. Only the SHA-256 hash of the key is
+// ever stored; the key itself is shown once to its owner.
+type KeyCreatedV1 struct {
+	Username string `json:"username"`
+	KeyID    string `json:"key_id"`
+	Name     string `json:"name,omitempty"`
+	Hash     string `json:"hash"`
+}
+
+// KeyRevokedV1 revokes an API key.
+type KeyRevokedV1 struct {
+	Username string `json:"username"`
+	KeyID    string `json:"key_id"`
+}
+
+// TeamCreatedV1 creates a team entity (Event.Entity is the team name).
+type TeamCreatedV1 struct {
+	Name string `json:"name"`
+}
+
+// TeamMemberJoinedV1 adds a user to a team (or changes their team role).
+type TeamMemberJoinedV1 struct {
+	Username string   `json:"username"`
+	Role     TeamRole `json:"role"`
+}
+
+// ProjectCreatedV1 creates a project; its creator becomes its first Admin.
+type ProjectCreatedV1 struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// MemberInvitedV1 invites a user, by username or by email, to a project.
+// An invite by email for an address with no user stays pending.
+type MemberInvitedV1 struct {
+	Username string `json:"username,omitempty"`
+	Email    string `json:"email,omitempty"`
+	Role     Role   `json:"role"`
+}
+
+// MemberJoinedV1 makes a user a member of a project with a role.
+type MemberJoinedV1 struct {
+	Username string `json:"username"`
+	Role     Role   `json:"role"`
+}
+
+// InviteRevokedV1 withdraws a pending email invite.
+type InviteRevokedV1 struct {
+	Email string `json:"email"`
+}
+
+// RoleChangedV1 changes a member's role.
+type RoleChangedV1 struct {
+	Username string `json:"username"`
+	Role     Role   `json:"role"`
+}
+
+// MemberRemovedV1 removes a member (or records that they left).
+type MemberRemovedV1 struct {
+	Username string `json:"username"`
+}
+
+// ProjectDeletedV1 deletes a project. Its runs vanish from every read; the
+// events stay in the log.
+type ProjectDeletedV1 struct{}
+
+// RunStartedV1 starts a run. In a proposal Name is the requested display
+// name; in the accepted event it is the final, project-unique one.
+type RunStartedV1 struct {
+	RunID   string          `json:"run_id"`
+	Name    string          `json:"name"`
+	JobType string          `json:"job_type,omitempty"`
+	Group   string          `json:"group,omitempty"`
+	Notes   string          `json:"notes,omitempty"`
+	Tags    []string        `json:"tags,omitempty"`
+	Config  json.RawMessage `json:"config,omitempty"`
+	// Resume is "", "allow", "must" or "never" (W&B semantics) in proposals.
+	Resume string `json:"resume,omitempty"`
+}
+
+// RunResumedV1 records that an existing run was resumed: it is running again.
+type RunResumedV1 struct {
+	RunID  string          `json:"run_id"`
+	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// RunUpdatedV1 changes a run's descriptive fields; nil fields are unchanged.
+type RunUpdatedV1 struct {
+	Name       *string         `json:"name,omitempty"`
+	JobType    *string         `json:"job_type,omitempty"`
+	Group      *string         `json:"group,omitempty"`
+	Notes      *string         `json:"notes,omitempty"`
+	AddTags    []string        `json:"add_tags,omitempty"`
+	RemoveTags []string        `json:"remove_tags,omitempty"`
+	Config     json.RawMessage `json:"config,omitempty"` // merged into the config, top-level keys
+}
+
+// Row is one logged step: a step number, a wall time in Unix seconds and
+// metric values.
+type Row struct {
+	Step   int64            `json:"step"`
+	Time   float64          `json:"time"`
+	Values map[string]Value `json:"values"`
+}
+
+// MetricsLoggedV1 carries a batch of history rows of one run, steps strictly
+// increasing.
+type MetricsLoggedV1 struct {
+	Rows []Row `json:"rows"`
+}
+
+// SummaryUpdatedV1 sets explicit summary values that override the default
+// (last logged value) for those metrics.
+type SummaryUpdatedV1 struct {
+	Values map[string]Value `json:"values"`
+}
+
+// RunFinishedV1 ends a run: state finished (exit code 0), failed (non-zero) or
+// killed.
+type RunFinishedV1 struct {
+	ExitCode int    `json:"exit_code"`
+	State    string `json:"state"`
+}
+
+// RunCrashedV1 records that a run stopped reporting for too long.
+type RunCrashedV1 struct {
+	LastSeen float64 `json:"last_seen"`
+}
+
+// RunDeletedV1 deletes a run from every read.
+type RunDeletedV1 struct{}
+
+// EventType implementations bind each payload to its type name.
+func (UserCreatedV1) EventType() Type      { return UserCreated }
+func (KeyCreatedV1) EventType() Type       { return KeyCreated }
+func (KeyRevokedV1) EventType() Type       { return KeyRevoked }
+func (TeamCreatedV1) EventType() Type      { return TeamCreated }
+func (TeamMemberJoinedV1) EventType() Type { return TeamMemberJoined }
+func (ProjectCreatedV1) EventType() Type   { return ProjectCreated }
+func (MemberInvitedV1) EventType() Type    { return MemberInvited }
+func (MemberJoinedV1) EventType() Type     { return MemberJoined }
+func (InviteRevokedV1) EventType() Type    { return InviteRevoked }
+func (RoleChangedV1) EventType() Type      { return RoleChanged }
+func (MemberRemovedV1) EventType() Type    { return MemberRemoved }
+func (ProjectDeletedV1) EventType() Type   { return ProjectDeleted }
+func (RunStartedV1) EventType() Type       { return RunStarted }
+func (RunResumedV1) EventType() Type       { return RunResumed }
+func (RunUpdatedV1) EventType() Type       { return RunUpdated }
+func (MetricsLoggedV1) EventType() Type    { return MetricsLogged }
+func (SummaryUpdatedV1) EventType() Type   { return SummaryUpdated }
+func (RunFinishedV1) EventType() Type      { return RunFinished }
+func (RunCrashedV1) EventType() Type       { return RunCrashed }
+func (RunDeletedV1) EventType() Type       { return RunDeleted }

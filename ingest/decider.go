@@ -1,0 +1,438 @@
+// Package ingest is Logbook's write side: the decider that runs the policy
+// over proposed events and appends the accepted ones to the log, and the
+// HTTP edge that authenticates callers and turns requests into proposals.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/policy"
+)
+
+// Outcome is what a proposer learns about its proposal.
+type Outcome struct {
+	Accepted  bool              `json:"accepted"`
+	Rejection *policy.Rejection `json:"rejection,omitempty"`
+	Duplicate bool              `json:"duplicate,omitempty"`
+	Dropped   int               `json:"dropped_rows,omitempty"`
+	// Seq is the stream sequence of the last appended event: a read with
+	// min_seq=Seq sees the proposal's effect.
+	Seq uint64 `json:"seq,omitempty"`
+	// Run, RunName and RunState describe the run the proposal concerned.
+	Run      string `json:"run_id,omitempty"`
+	RunName  string `json:"run_name,omitempty"`
+	RunState string `json:"run_state,omitempty"`
+}
+
+// RejectionRecord is what the rejections stream stores.
+type RejectionRecord struct {
+	Proposal json.RawMessage `json:"proposal"`
+	Actor    string          `json:"actor"`
+	Code     policy.Code     `json:"code"`
+	Message  string          `json:"message"`
+	Time     time.Time       `json:"time"`
+}
+
+// Decider consumes proposals, decides them with the policy and appends the
+// accepted events. Its state is rebuilt from the events stream at start.
+type Decider struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	subj events.Subjects
+	log  *slog.Logger
+
+	mu    sync.RWMutex
+	state *policy.State
+
+	ready chan struct{}
+
+	// Seed, when set, is the first site admin, created if the log has no
+	// users yet. SeedCreated reports whether this decider created it.
+	Seed        *Seed
+	SeedCreated bool
+}
+
+// Seed is the first site admin of an installation.
+type Seed struct {
+	Username string
+	KeyHash  string
+}
+
+// NewDecider returns a decider; call Run to start it.
+func NewDecider(nc *nats.Conn, js jetstream.JetStream, subj events.Subjects, log *slog.Logger) *Decider {
+	return &Decider{nc: nc, js: js, subj: subj, log: log, state: policy.NewState(), ready: make(chan struct{})}
+}
+
+// Ready is closed once the state has been rebuilt from the log.
+func (d *Decider) Ready() <-chan struct{} { return d.ready }
+
+// View runs fn with read access to the current policy state.
+func (d *Decider) View(fn func(*policy.State)) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	fn(d.state)
+}
+
+// load rebuilds the state from the whole events stream.
+func (d *Decider) load(ctx context.Context) error {
+	start := time.Now()
+	n := 0
+	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Batch: 2000}, func(batch []bus.Entry) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, en := range batch {
+			e, err := events.Decode(en.Data)
+			if err != nil {
+				return fmt.Errorf("rebuild policy state at seq %d: %w", en.Seq, err)
+			}
+			d.state.Apply(en.Seq, e)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.log.Info("policy state rebuilt from the log", "events", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// refresh applies the events of one aggregate appended by someone else since
+// our state last saw it.
+func (d *Decider) refresh(ctx context.Context, entity, project string) error {
+	from := d.state.Seq(entity, project) + 1
+	return bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.Aggregate(entity, project), From: from}, func(batch []bus.Entry) error {
+		for _, en := range batch {
+			e, err := events.Decode(en.Data)
+			if err != nil {
+				return fmt.Errorf("refresh %s/%s at seq %d: %w", entity, project, en.Seq, err)
+			}
+			d.state.Apply(en.Seq, e)
+		}
+		return nil
+	})
+}
+
+// Run rebuilds the state, then decides proposals until ctx ends or appending
+// fails for good (the state could then differ from the log, so the decider
+// stops; a restart rebuilds it and the unacknowledged proposals come again).
+func (d *Decider) Run(ctx context.Context) error {
+	if err := d.load(ctx); err != nil {
+		return err
+	}
+	if err := d.seed(ctx); err != nil {
+		return err
+	}
+	close(d.ready)
+	cons, err := d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+	if err != nil {
+		return fmt.Errorf("decider consumer: %w", err)
+	}
+	for ctx.Err() == nil {
+		msgs, err := cons.FetchNoWait(500)
+		if err != nil {
+			return fmt.Errorf("fetch proposals: %w", err)
+		}
+		batch := make([]jetstream.Msg, 0, 500)
+		for m := range msgs.Messages() {
+			batch = append(batch, m)
+		}
+		if len(batch) == 0 {
+			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				return fmt.Errorf("fetch proposals: %w", err)
+			}
+			for m := range msgs.Messages() {
+				batch = append(batch, m)
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if err := d.decideBatch(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type pendingAsync struct {
+	msg    bus.Msg
+	events []events.Event
+}
+
+// decideBatch decides a batch of proposals in order. Metric batches are
+// appended asynchronously and awaited together; any other event is appended
+// synchronously with an optimistic-concurrency check on its project, after
+// the metrics before it are acknowledged.
+func (d *Decider) decideBatch(ctx context.Context, batch []jetstream.Msg) error {
+	var async []bus.Msg
+	var asyncEvents []events.Event
+	var asyncWaiters []asyncNotice
+	flush := func() error {
+		if len(async) == 0 {
+			return nil
+		}
+		seqs, err := bus.AppendAll(ctx, d.js, async)
+		if err != nil {
+			return fmt.Errorf("append metrics: %w", err)
+		}
+		d.mu.Lock()
+		for i, e := range asyncEvents {
+			d.state.Advance(e.Entity, e.Project, seqs[i])
+		}
+		d.mu.Unlock()
+		for _, w := range asyncWaiters {
+			w.out.Seq = seqs[w.index]
+			d.notify(w.proposal, w.out)
+		}
+		async, asyncEvents, asyncWaiters = async[:0], asyncEvents[:0], asyncWaiters[:0]
+		return nil
+	}
+	acks := make([]jetstream.Msg, 0, len(batch))
+	for _, m := range batch {
+		p, err := d.proposal(m)
+		if err != nil {
+			d.recordRejection(ctx, p, &policy.Rejection{Code: policy.CodeInvalid, Message: err.Error()})
+			acks = append(acks, m)
+			continue
+		}
+		if p.Type == events.MetricsLogged {
+			d.mu.Lock()
+			dec := policy.Decide(d.state, p)
+			for _, e := range dec.Events {
+				d.state.Apply(0, e)
+			}
+			d.mu.Unlock()
+			out := outcome(dec)
+			if dec.Rejection != nil {
+				d.recordRejection(ctx, p, dec.Rejection)
+				d.notify(p.ID, out)
+			}
+			for _, e := range dec.Events {
+				data, err := events.Encode(e)
+				if err != nil {
+					return fmt.Errorf("encode %s: %w", e.ID, err)
+				}
+				async = append(async, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data})
+				asyncEvents = append(asyncEvents, e)
+				asyncWaiters = append(asyncWaiters, asyncNotice{proposal: p.ID, index: len(async) - 1, out: out})
+			}
+			if len(dec.Events) == 0 && dec.Rejection == nil {
+				d.notify(p.ID, out)
+			}
+			acks = append(acks, m)
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		out, err := d.decideControl(ctx, p)
+		if err != nil {
+			return err
+		}
+		d.notify(p.ID, out)
+		acks = append(acks, m)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, m := range acks {
+		if err := m.Ack(); err != nil {
+			d.log.Warn("ack proposal", "err", err)
+		}
+	}
+	return nil
+}
+
+type asyncNotice struct {
+	proposal string
+	index    int
+	out      Outcome
+}
+
+// decideControl decides a non-metric proposal and appends its events one by
+// one, each conditional on its aggregate's last sequence; on a conflict the
+// aggregate is refreshed from the log and the proposal decided again.
+func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, error) {
+	for attempt := 0; ; attempt++ {
+		d.mu.Lock()
+		dec := policy.Decide(d.state, p)
+		d.mu.Unlock()
+		if dec.Rejection != nil {
+			d.recordRejection(ctx, p, dec.Rejection)
+			return outcome(dec), nil
+		}
+		out := outcome(dec)
+		conflict := false
+		for _, e := range dec.Events {
+			data, err := events.Encode(e)
+			if err != nil {
+				return out, fmt.Errorf("encode %s: %w", e.ID, err)
+			}
+			d.mu.RLock()
+			expect := d.state.Seq(e.Entity, e.Project)
+			d.mu.RUnlock()
+			seq, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data,
+				ExpectSubject: d.subj.Aggregate(e.Entity, e.Project), ExpectSeq: expect})
+			if errors.Is(err, bus.ErrConflict) && attempt < 20 {
+				d.mu.Lock()
+				rerr := d.refresh(ctx, e.Entity, e.Project)
+				d.mu.Unlock()
+				if rerr != nil {
+					return out, rerr
+				}
+				conflict = true
+				break
+			}
+			if err != nil {
+				return out, fmt.Errorf("append %s: %w", e.Type, err)
+			}
+			d.mu.Lock()
+			d.state.Apply(seq, e)
+			d.mu.Unlock()
+			out.Seq = seq
+		}
+		if conflict {
+			continue
+		}
+		d.mu.RLock()
+		d.describeRun(p, &out)
+		d.mu.RUnlock()
+		return out, nil
+	}
+}
+
+func outcome(dec policy.Decision) Outcome {
+	out := Outcome{Accepted: dec.Rejection == nil, Rejection: dec.Rejection, Duplicate: dec.Duplicate, Dropped: dec.Dropped, Run: dec.Run}
+	for _, e := range dec.Events {
+		if e.Run != "" {
+			out.Run = e.Run
+		}
+	}
+	return out
+}
+
+// describeRun fills in the run's final name and state.
+func (d *Decider) describeRun(p events.Event, out *Outcome) {
+	if out.Run == "" {
+		out.Run = p.Run
+	}
+	if proj, ok := d.state.Project(p.Entity, p.Project); ok && out.Run != "" {
+		if r := proj.Runs[out.Run]; r != nil {
+			out.RunName, out.RunState = r.Name, r.State
+		}
+	}
+}
+
+// proposal decodes a proposal message. The actor, entity, project and type
+// come from the subject, which the bus's permissions bind to the caller's
+// credential; the body must agree with them.
+func (d *Decider) proposal(m jetstream.Msg) (events.Event, error) {
+	user, entity, project, typ, err := d.subj.ParseProposal(m.Subject())
+	if err != nil {
+		return events.Event{Actor: user}, err
+	}
+	p, err := events.Decode(m.Data())
+	if err != nil {
+		return events.Event{ID: msgID(m), Actor: user, Entity: entity, Project: project}, err
+	}
+	if p.Entity != entity || p.Project != project || p.Type != typ {
+		return p, fmt.Errorf("proposal body names %s/%s %s but its subject %s/%s %s", p.Entity, p.Project, p.Type, entity, project, typ)
+	}
+	p.Actor = user
+	if p.Time.IsZero() {
+		p.Time = events.IDTime(p.ID)
+	}
+	return p, nil
+}
+
+func msgID(m jetstream.Msg) string {
+	if h := m.Headers(); h != nil {
+		return h.Get(jetstream.MsgIDHeader)
+	}
+	return ""
+}
+
+func (d *Decider) recordRejection(ctx context.Context, p events.Event, r *policy.Rejection) {
+	var body json.RawMessage
+	if p.Payload != nil {
+		body, _ = events.Encode(p)
+	}
+	data, _ := json.Marshal(RejectionRecord{Proposal: body, Actor: p.Actor, Code: r.Code, Message: r.Message, Time: time.Now().UTC()})
+	entity := p.Entity
+	if events.ValidateEntity(entity) != nil {
+		entity = "_invalid"
+	}
+	project := p.Project
+	if project != "" && events.ValidateProject(project) != nil {
+		project = "_invalid"
+	}
+	id := p.ID
+	if id == "" {
+		id = events.NewID(time.Now())
+	}
+	if _, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Rejection(entity, project), ID: id, Data: data}); err != nil {
+		d.log.Warn("record rejection", "proposal", p.ID, "err", err)
+	}
+	d.log.Debug("rejected", "proposal", p.ID, "actor", p.Actor, "code", r.Code, "reason", r.Message)
+}
+
+func (d *Decider) notify(proposalID string, out Outcome) {
+	if proposalID == "" {
+		return
+	}
+	data, _ := json.Marshal(out)
+	if err := d.nc.Publish(d.subj.Decided(proposalID), data); err != nil {
+		d.log.Warn("notify decision", "proposal", proposalID, "err", err)
+	}
+}
+
+// seed creates the first site admin and its key when the log has no users.
+// The append is conditional on the admin's entity having no events, so two
+// processes starting at once create it once.
+func (d *Decider) seed(ctx context.Context) error {
+	if d.Seed == nil || len(d.state.Users) > 0 {
+		return nil
+	}
+	id := events.NewID(time.Now())
+	now := time.Now().UTC()
+	evs := []events.Event{
+		{Payload: events.UserCreatedV1{Username: d.Seed.Username, DisplayName: "Site admin", SiteAdmin: true}},
+		{Payload: events.KeyCreatedV1{Username: d.Seed.Username, KeyID: "admin", Name: "bootstrap", Hash: d.Seed.KeyHash}},
+	}
+	for i := range evs {
+		e := &evs[i]
+		e.ID, e.Type, e.Version = events.DerivedID(id, i), e.Payload.EventType(), 1
+		e.Entity, e.Actor, e.Time, e.Cause = d.Seed.Username, d.Seed.Username, now, id
+		data, err := events.Encode(*e)
+		if err != nil {
+			return err
+		}
+		seq, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Event(*e), ID: e.ID, Data: data,
+			ExpectSubject: d.subj.Aggregate(e.Entity, ""), ExpectSeq: d.state.Seq(e.Entity, "")})
+		if errors.Is(err, bus.ErrConflict) {
+			return d.load(ctx) // another process seeded first
+		}
+		if err != nil {
+			return fmt.Errorf("create the first admin: %w", err)
+		}
+		d.state.Apply(seq, *e)
+	}
+	d.SeedCreated = true
+	return nil
+}

@@ -1,0 +1,80 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
+)
+
+// ErrUndecided means the proposal was stored but its decision did not arrive
+// in time; re-sending the same proposal (same id) is safe.
+var ErrUndecided = errors.New("the proposal was accepted for processing but not decided in time; retry with the same request")
+
+// Proposer publishes proposals to the inbox stream on behalf of an
+// authenticated actor.
+type Proposer struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	subj events.Subjects
+	// Timeout bounds how long Propose waits for a decision.
+	Timeout time.Duration
+}
+
+// NewProposer returns a proposer publishing through nc/js.
+func NewProposer(nc *nats.Conn, js jetstream.JetStream, subj events.Subjects) *Proposer {
+	return &Proposer{nc: nc, js: js, subj: subj, Timeout: 15 * time.Second}
+}
+
+// Propose stores the proposal p (with p.Actor the verified caller) in the
+// inbox and, when wait is set, waits for its decision. Without wait the
+// outcome only says the proposal is durably queued.
+func (pr *Proposer) Propose(ctx context.Context, p events.Event, wait bool) (Outcome, error) {
+	if p.ID == "" {
+		p.ID = events.NewID(time.Now())
+	}
+	if p.Time.IsZero() {
+		p.Time = time.Now().UTC()
+	}
+	data, err := events.Encode(p)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(data) > bus.MaxPayload-4096 {
+		return Outcome{}, fmt.Errorf("the request is %d bytes once encoded; the limit is %d", len(data), bus.MaxPayload-4096)
+	}
+	msg := bus.Msg{Subject: pr.subj.Proposal(p.Actor, p), ID: p.ID, Data: data}
+	if !wait {
+		_, err := bus.Append(ctx, pr.js, msg)
+		return Outcome{Accepted: true}, err
+	}
+	sub, err := pr.nc.SubscribeSync(pr.subj.Decided(p.ID))
+	if err != nil {
+		return Outcome{}, fmt.Errorf("await decision: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if _, err := bus.Append(ctx, pr.js, msg); err != nil {
+		return Outcome{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, pr.Timeout)
+	defer cancel()
+	m, err := sub.NextMsgWithContext(wctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}, ctx.Err()
+		}
+		return Outcome{}, ErrUndecided
+	}
+	var out Outcome
+	if err := json.Unmarshal(m.Data, &out); err != nil {
+		return Outcome{}, fmt.Errorf("decode decision: %w", err)
+	}
+	return out, nil
+}

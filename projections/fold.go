@@ -1,0 +1,454 @@
+package projections
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/logbook/logbook/events"
+)
+
+// maxTxnBytes bounds what one transaction writes; a batch larger than this
+// is committed in several transactions, each with the sequence of the last
+// event it holds.
+const maxTxnBytes = 4 << 20
+
+// fold applies events to the read model through one write transaction at a
+// time, caching the documents it touches.
+type fold struct {
+	db   *badger.DB
+	txn  *badger.Txn
+	size int
+	last uint64 // sequence of the last event folded into txn
+
+	runs     map[string]*Run
+	projects map[string]*Project
+	teams    map[string]*Team
+}
+
+func newFold(db *badger.DB) *fold {
+	return &fold{db: db, txn: db.NewTransaction(true), runs: map[string]*Run{}, projects: map[string]*Project{}, teams: map[string]*Team{}}
+}
+
+func (f *fold) set(key, val []byte) error {
+	f.size += len(key) + len(val) + 32
+	return f.txn.Set(key, val)
+}
+
+func (f *fold) setJSON(key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return f.set(key, b)
+}
+
+// flush writes the cached documents and seq into the transaction and
+// commits it.
+func (f *fold) flush(seq uint64) error {
+	for k, r := range f.runs {
+		if r == nil {
+			continue
+		}
+		if err := f.setJSON([]byte(k), r); err != nil {
+			return err
+		}
+	}
+	for k, p := range f.projects {
+		if p == nil {
+			continue
+		}
+		if err := f.setJSON([]byte(k), p); err != nil {
+			return err
+		}
+	}
+	for k, t := range f.teams {
+		if err := f.setJSON([]byte(k), t); err != nil {
+			return err
+		}
+	}
+	if err := f.txn.Set(keySeq, putUint(seq)); err != nil {
+		return err
+	}
+	if err := f.txn.Set(keyVersion, putUint(Version)); err != nil {
+		return err
+	}
+	if err := f.txn.Commit(); err != nil {
+		return fmt.Errorf("commit read model at seq %d: %w", seq, err)
+	}
+	f.txn = f.db.NewTransaction(true)
+	f.size = 0
+	clear(f.runs)
+	clear(f.projects)
+	clear(f.teams)
+	return nil
+}
+
+func (f *fold) commit(seq uint64) error {
+	defer f.txn.Discard()
+	return f.flush(seq)
+}
+
+func (f *fold) run(e, p, id string) (*Run, error) {
+	k := string(runKey(e, p, id))
+	if r, ok := f.runs[k]; ok {
+		return r, nil
+	}
+	var r Run
+	if err := getJSON(f.txn, []byte(k), &r); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if r.Metrics == nil {
+		r.Metrics = map[string]*MetricSummary{}
+	}
+	f.runs[k] = &r
+	return &r, nil
+}
+
+func (f *fold) project(e, p string) (*Project, error) {
+	k := string(projectKey(e, p))
+	if pr, ok := f.projects[k]; ok {
+		return pr, nil
+	}
+	var pr Project
+	if err := getJSON(f.txn, []byte(k), &pr); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if pr.Members == nil {
+		pr.Members = map[string]events.Role{}
+	}
+	if pr.Pending == nil {
+		pr.Pending = map[string]events.Role{}
+	}
+	f.projects[k] = &pr
+	return &pr, nil
+}
+
+func (f *fold) team(name string) (*Team, error) {
+	k := string(teamKey(name))
+	if t, ok := f.teams[k]; ok {
+		return t, nil
+	}
+	var t Team
+	if err := getJSON(f.txn, []byte(k), &t); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if t.Members == nil {
+		t.Members = map[string]events.TeamRole{}
+	}
+	f.teams[k] = &t
+	return &t, nil
+}
+
+// applyAt folds one event stored at seq, committing first when the
+// transaction is full.
+func (f *fold) applyAt(seq uint64, e events.Event) error {
+	deletion := e.Type == events.ProjectDeleted || e.Type == events.RunDeleted
+	if (f.size > maxTxnBytes || deletion) && f.last > 0 {
+		if err := f.flush(f.last); err != nil {
+			return err
+		}
+	}
+	if err := f.apply(e); err != nil {
+		return err
+	}
+	f.last = seq
+	return nil
+}
+
+func (f *fold) apply(e events.Event) error {
+	switch pl := e.Payload.(type) {
+	case events.UserCreatedV1:
+		return f.setJSON(userKey(pl.Username), User{Username: pl.Username, Email: pl.Email,
+			DisplayName: pl.DisplayName, SiteAdmin: pl.SiteAdmin, Service: pl.Service, Owner: pl.Owner})
+	case events.KeyCreatedV1:
+		return f.set(keyHashKey(pl.Hash), []byte(pl.Username+"\x00"+pl.KeyID))
+	case events.KeyRevokedV1:
+		return f.revokeKey(pl)
+	case events.TeamCreatedV1:
+		f.teams[string(teamKey(pl.Name))] = &Team{Name: pl.Name, Members: map[string]events.TeamRole{}}
+		return nil
+	case events.TeamMemberJoinedV1:
+		t, err := f.team(e.Entity)
+		if err != nil || t == nil {
+			return err
+		}
+		t.Members[pl.Username] = pl.Role
+		return nil
+	case events.ProjectCreatedV1:
+		f.projects[string(projectKey(e.Entity, e.Project))] = &Project{Entity: e.Entity, Name: e.Project,
+			Description: pl.Description, CreatedBy: e.Actor, CreatedAt: e.Time,
+			Members: map[string]events.Role{e.Actor: events.RoleAdmin}, Pending: map[string]events.Role{}}
+		return nil
+	case events.ProjectDeletedV1:
+		return f.deleteProject(e.Entity, e.Project)
+	}
+
+	p, err := f.project(e.Entity, e.Project)
+	if err != nil || p == nil {
+		return err // events of a deleted project change nothing
+	}
+	switch pl := e.Payload.(type) {
+	case events.MemberInvitedV1:
+		if pl.Username == "" && pl.Email != "" {
+			p.Pending[strings.ToLower(pl.Email)] = pl.Role
+		}
+		return nil
+	case events.InviteRevokedV1:
+		delete(p.Pending, strings.ToLower(pl.Email))
+		return nil
+	case events.MemberJoinedV1:
+		p.Members[pl.Username] = pl.Role
+		var u User
+		if err := getJSON(f.txn, userKey(pl.Username), &u); err == nil && u.Email != "" {
+			delete(p.Pending, strings.ToLower(u.Email))
+		}
+		return nil
+	case events.RoleChangedV1:
+		p.Members[pl.Username] = pl.Role
+		return nil
+	case events.MemberRemovedV1:
+		delete(p.Members, pl.Username)
+		return nil
+	case events.RunStartedV1:
+		p.RunCount++
+		cfg := pl.Config
+		if len(cfg) == 0 {
+			cfg = json.RawMessage("{}")
+		}
+		tags := slices.Clone(pl.Tags)
+		if tags == nil {
+			tags = []string{}
+		}
+		f.runs[string(runKey(e.Entity, e.Project, pl.RunID))] = &Run{ID: pl.RunID, Entity: e.Entity, Project: e.Project,
+			Name: pl.Name, Owner: e.Actor, State: events.StateRunning, JobType: pl.JobType, Group: pl.Group,
+			Notes: pl.Notes, Tags: tags, Config: cfg, CreatedAt: e.Time, UpdatedAt: e.Time, LastStep: -1,
+			Metrics: map[string]*MetricSummary{}}
+		return nil
+	}
+
+	r, err := f.run(e.Entity, e.Project, e.Run)
+	if err != nil || r == nil {
+		return err
+	}
+	r.UpdatedAt = e.Time
+	switch pl := e.Payload.(type) {
+	case events.MetricsLoggedV1:
+		return f.logMetrics(r, pl)
+	case events.SummaryUpdatedV1:
+		if r.Explicit == nil {
+			r.Explicit = map[string]events.Value{}
+		}
+		for k, v := range pl.Values {
+			r.Explicit[k] = v
+		}
+	case events.RunFinishedV1:
+		r.State = pl.State
+		code := pl.ExitCode
+		r.ExitCode = &code
+	case events.RunCrashedV1:
+		r.State = events.StateCrashed
+	case events.RunResumedV1:
+		r.State = events.StateRunning
+		r.ExitCode = nil
+		if len(pl.Config) > 0 {
+			r.Config = mergeConfig(r.Config, pl.Config)
+		}
+	case events.RunUpdatedV1:
+		applyRunUpdate(r, pl)
+	case events.RunDeletedV1:
+		k := string(runKey(e.Entity, e.Project, e.Run))
+		f.runs[k] = nil
+		p.RunCount--
+		if err := f.txn.Delete([]byte(k)); err != nil {
+			return err
+		}
+		return f.deletePrefix(histRunPrefix(e.Entity, e.Project, e.Run))
+	}
+	return nil
+}
+
+func applyRunUpdate(r *Run, pl events.RunUpdatedV1) {
+	if pl.Name != nil {
+		r.Name = *pl.Name
+	}
+	if pl.JobType != nil {
+		r.JobType = *pl.JobType
+	}
+	if pl.Group != nil {
+		r.Group = *pl.Group
+	}
+	if pl.Notes != nil {
+		r.Notes = *pl.Notes
+	}
+	for _, t := range pl.AddTags {
+		if !slices.Contains(r.Tags, t) {
+			r.Tags = append(r.Tags, t)
+		}
+	}
+	r.Tags = slices.DeleteFunc(r.Tags, func(t string) bool { return slices.Contains(pl.RemoveTags, t) })
+	if len(pl.Config) > 0 {
+		r.Config = mergeConfig(r.Config, pl.Config)
+	}
+}
+
+// mergeConfig sets the top-level keys of upd in base.
+func mergeConfig(base, upd json.RawMessage) json.RawMessage {
+	var b, u map[string]json.RawMessage
+	if json.Unmarshal(base, &b) != nil || b == nil {
+		b = map[string]json.RawMessage{}
+	}
+	if json.Unmarshal(upd, &u) != nil {
+		return base
+	}
+	for k, v := range u {
+		b[k] = v
+	}
+	out, _ := json.Marshal(b) // map keys are sorted: deterministic
+	return out
+}
+
+// logMetrics writes one history chunk per metric: the rows of a batch have
+// strictly increasing steps, all after the run's previous last step, so
+// chunks never overlap and a step range is one contiguous key range.
+func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
+	if len(pl.Rows) == 0 {
+		return nil
+	}
+	perMetric := map[string][]Point{}
+	for _, row := range pl.Rows {
+		for k, v := range row.Values {
+			perMetric[k] = append(perMetric[k], Point{Step: row.Step, Time: row.Time, Value: v})
+			m := r.Metrics[k]
+			if m == nil {
+				m = &MetricSummary{Min: v, Max: v}
+				r.Metrics[k] = m
+			}
+			m.Last, m.Step = v, row.Step
+			m.Count++
+			fv := float64(v)
+			if !math.IsNaN(fv) {
+				if math.IsNaN(float64(m.Min)) || fv < float64(m.Min) {
+					m.Min = v
+				}
+				if math.IsNaN(float64(m.Max)) || fv > float64(m.Max) {
+					m.Max = v
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(perMetric))
+	for k := range perMetric {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		pts := perMetric[k]
+		if err := f.set(stepKey(histMetricPrefix(r.Entity, r.Project, r.ID, k), pts[0].Step), encodeChunk(pts)); err != nil {
+			return err
+		}
+	}
+	r.Rows += int64(len(pl.Rows))
+	if last := pl.Rows[len(pl.Rows)-1].Step; last > r.LastStep {
+		r.LastStep = last
+	}
+	r.State = events.StateRunning
+	return nil
+}
+
+func (f *fold) revokeKey(pl events.KeyRevokedV1) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte("key/")
+	it := f.txn.NewIterator(opts)
+	defer it.Close()
+	want := pl.Username + "\x00" + pl.KeyID
+	var del [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		_ = it.Item().Value(func(v []byte) error {
+			if string(v) == want {
+				del = append(del, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+	}
+	for _, k := range del {
+		if err := f.txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fold) deleteProject(e, p string) error {
+	k := string(projectKey(e, p))
+	f.projects[k] = nil
+	for rk := range f.runs {
+		if strings.HasPrefix(rk, string(runPrefix(e, p))) {
+			delete(f.runs, rk)
+		}
+	}
+	if err := f.txn.Delete([]byte(k)); err != nil {
+		return err
+	}
+	if err := f.deletePrefix(runPrefix(e, p)); err != nil {
+		return err
+	}
+	return f.deletePrefix(histProjectPrefix(e, p))
+}
+
+// deletePrefix deletes every key under prefix, committing along the way
+// when the transaction fills up (deleting twice is harmless, so a crash in
+// between is repaired by re-applying the event).
+func (f *fold) deletePrefix(prefix []byte) error {
+	for {
+		var keys [][]byte
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := f.txn.NewIterator(opts)
+		for it.Rewind(); it.Valid() && len(keys) < 10000; it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		if len(keys) == 0 {
+			return nil
+		}
+		full := len(keys) == 10000
+		for _, k := range keys {
+			if err := f.txn.Delete(k); err != nil {
+				if !errors.Is(err, badger.ErrTxnTooBig) {
+					return err
+				}
+				full = true
+				break
+			}
+			f.size += len(k) + 32
+		}
+		if !full {
+			return nil
+		}
+		// Commit what is deleted so far without moving the checkpoint: the
+		// transaction holds nothing but deletions (applyAt flushed before
+		// the deleting event), and deleting again is harmless.
+		if err := f.txn.Commit(); err != nil {
+			return err
+		}
+		f.txn = f.db.NewTransaction(true)
+		f.size = 0
+	}
+}

@@ -1,0 +1,276 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/logbook/logbook/events"
+)
+
+// Version is the projection version: bump it whenever the fold changes, and
+// a read model written by another version is rebuilt from the log.
+const Version = 1
+
+// Key layout. Names cannot contain '/', metric keys can, so the metric part
+// of a history key is separated by 0x00.
+var (
+	keySeq     = []byte("meta/seq")
+	keyVersion = []byte("meta/version")
+)
+
+func userKey(name string) []byte           { return []byte("user/" + name) }
+func keyHashKey(hash string) []byte        { return []byte("key/" + hash) }
+func teamKey(name string) []byte           { return []byte("team/" + name) }
+func projectKey(e, p string) []byte        { return []byte("proj/" + e + "/" + p) }
+func runPrefix(e, p string) []byte         { return []byte("run/" + e + "/" + p + "/") }
+func runKey(e, p, id string) []byte        { return []byte("run/" + e + "/" + p + "/" + id) }
+func histProjectPrefix(e, p string) []byte { return []byte("hist/" + e + "/" + p + "/") }
+func histRunPrefix(e, p, id string) []byte { return []byte("hist/" + e + "/" + p + "/" + id + "\x00") }
+func histMetricPrefix(e, p, id, metric string) []byte {
+	return []byte("hist/" + e + "/" + p + "/" + id + "\x00" + metric + "\x00")
+}
+
+// ErrNotFound is returned for a missing user, project or run.
+var ErrNotFound = errors.New("not found")
+
+// ErrGap means the log skipped a sequence the projector expected: events
+// would be lost, so the projector stops instead.
+var ErrGap = errors.New("gap in the events stream")
+
+// Store is the Badger read model.
+type Store struct {
+	db *badger.DB
+
+	mu      sync.Mutex
+	seq     uint64
+	changed chan struct{} // closed and replaced whenever seq advances
+}
+
+// Options configure Open.
+type Options struct {
+	Dir string
+	// SyncWrites makes every batch commit durable before it returns.
+	SyncWrites bool
+	InMemory   bool
+}
+
+// Open opens (or creates) the read model in dir. A read model written by
+// another projection version is wiped, so it is rebuilt from the log.
+func Open(o Options) (*Store, error) {
+	bo := badger.DefaultOptions(o.Dir).WithLogger(nil).WithSyncWrites(o.SyncWrites).
+		WithNumVersionsToKeep(1).WithMetricsEnabled(false)
+	if o.InMemory {
+		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open read model in %s: %w", o.Dir, err)
+	}
+	s := &Store{db: db, changed: make(chan struct{})}
+	var version uint64
+	err = db.View(func(txn *badger.Txn) error {
+		s.seq, err = getUint(txn, keySeq)
+		if err != nil {
+			return err
+		}
+		version, err = getUint(txn, keyVersion)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.seq > 0 && version != Version {
+		if err := db.DropAll(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("drop read model of projection version %d: %w", version, err)
+		}
+		s.seq = 0
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the underlying database (for digests and tools).
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Seq returns the last applied stream sequence.
+func (s *Store) Seq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// WaitSeq blocks until the read model has applied seq, or ctx ends.
+func (s *Store) WaitSeq(ctx context.Context, seq uint64) error {
+	for {
+		s.mu.Lock()
+		cur, ch := s.seq, s.changed
+		s.mu.Unlock()
+		if cur >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read model is at sequence %d, waiting for %d: %w", cur, seq, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Record is one event of the log with its stream sequence.
+type Record struct {
+	Seq   uint64
+	Event events.Event
+}
+
+// Apply folds a batch of events, in stream order, into the read model, and
+// records the last sequence in the same transaction. Records at or below the
+// applied sequence are skipped; a record after a gap stops with ErrGap.
+func (s *Store) Apply(batch []Record) error {
+	s.mu.Lock()
+	last := s.seq
+	s.mu.Unlock()
+	f := newFold(s.db)
+	n := 0
+	for _, r := range batch {
+		if r.Seq <= last {
+			continue
+		}
+		if r.Seq != last+1 {
+			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
+		}
+		if err := f.applyAt(r.Seq, r.Event); err != nil {
+			return fmt.Errorf("fold event %s (seq %d): %w", r.Event.ID, r.Seq, err)
+		}
+		last = r.Seq
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := f.commit(last); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.seq = last
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+func getUint(txn *badger.Txn, key []byte) (uint64, error) {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = it.Value(func(b []byte) error {
+		if len(b) == 8 {
+			v = binary.BigEndian.Uint64(b)
+		}
+		return nil
+	})
+	return v, err
+}
+
+func putUint(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getJSON(txn *badger.Txn, key []byte, v any) error {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return it.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+// encodeChunk encodes a run of points of one metric: 24 bytes a point
+// (step, time, value), steps increasing.
+func encodeChunk(pts []Point) []byte {
+	b := make([]byte, 0, 24*len(pts))
+	for _, p := range pts {
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Step))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(p.Time))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(p.Value)))
+	}
+	return b
+}
+
+func decodeChunk(b []byte, fn func(Point) bool) bool {
+	for len(b) >= 24 {
+		p := Point{
+			Step:  int64(binary.BigEndian.Uint64(b)),
+			Time:  math.Float64frombits(binary.BigEndian.Uint64(b[8:])),
+			Value: events.Value(math.Float64frombits(binary.BigEndian.Uint64(b[16:]))),
+		}
+		if !fn(p) {
+			return false
+		}
+		b = b[24:]
+	}
+	return true
+}
+
+func stepKey(prefix []byte, step int64) []byte {
+	return binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(step))
+}
+
+func sortedStrings(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// RawRecord is an encoded event with its stream sequence.
+type RawRecord struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Source delivers the log in order, in batches, starting at sequence from;
+// it returns when ctx ends or fn fails (Follow) or when the log ends (a
+// replay).
+type Source func(ctx context.Context, from uint64, fn func([]RawRecord) error) error
+
+// Follow decodes and applies the log from the store's next sequence on.
+func (s *Store) Follow(ctx context.Context, src Source) error {
+	recs := make([]Record, 0, 1024)
+	return src(ctx, s.Seq()+1, func(batch []RawRecord) error {
+		recs = recs[:0]
+		for _, r := range batch {
+			e, err := events.Decode(r.Data)
+			if err != nil {
+				return fmt.Errorf("decode event at seq %d: %w", r.Seq, err)
+			}
+			recs = append(recs, Record{Seq: r.Seq, Event: e})
+		}
+		return s.Apply(recs)
+	})
+}

@@ -1,0 +1,86 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// ReadSubject is the request/reply subject of the read service under a prefix.
+func ReadSubject(prefix string) string { return prefix + ".read" }
+
+type reply struct {
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error *Error          `json:"error,omitempty"`
+}
+
+// Serve registers the read service on NATS as a micro service in a queue
+// group, so several projector replicas share the reads.
+func Serve(nc *nats.Conn, prefix string, r Reader, log *slog.Logger) (micro.Service, error) {
+	handler := micro.HandlerFunc(func(req micro.Request) { go answer(nc, r, req, log) })
+	return micro.AddService(nc, micro.Config{
+		Name:        "logbook-read",
+		Version:     "1.0.0",
+		Description: "Logbook read model",
+		QueueGroup:  "logbook-projectors",
+		Endpoint:    &micro.EndpointConfig{Subject: ReadSubject(prefix), Handler: handler},
+	})
+}
+
+// answer serves one read request (in its own goroutine: a read may wait for
+// the read model to catch up).
+func answer(nc *nats.Conn, r Reader, req micro.Request, log *slog.Logger) {
+	var rq Request
+	var out reply
+	if err := json.Unmarshal(req.Data(), &rq); err != nil {
+		out.Error = errorf(400, "invalid", "malformed read request: %v", err)
+	} else if data, err := r.Read(context.Background(), rq); err != nil {
+		var qe *Error
+		if !errors.As(err, &qe) {
+			log.Error("read", "op", rq.Op, "err", err)
+			qe = errorf(500, "internal", "internal error; see the projector log")
+		}
+		out.Error = qe
+	} else {
+		out.Data = data
+	}
+	b, _ := json.Marshal(out)
+	if len(b) > int(nc.MaxPayload()) {
+		b, _ = json.Marshal(reply{Error: errorf(413, "too_large", "the answer is larger than %d bytes; ask for fewer points (limit, min_step, max_step)", nc.MaxPayload())})
+	}
+	_ = req.Respond(b)
+}
+
+// NATSReader reads through the NATS read service.
+type NATSReader struct {
+	NC      *nats.Conn
+	Subject string
+}
+
+// Read implements Reader.
+func (n NATSReader) Read(ctx context.Context, r Request) (json.RawMessage, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := n.NC.RequestWithContext(ctx, n.Subject, b)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, errorf(503, "unavailable", "no projector is answering reads")
+		}
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	var out reply
+	if err := json.Unmarshal(msg.Data, &out); err != nil {
+		return nil, fmt.Errorf("decode read reply: %w", err)
+	}
+	if out.Error != nil {
+		return nil, out.Error
+	}
+	return out.Data, nil
+}
