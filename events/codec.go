@@ -70,6 +70,7 @@ func init() {
 	register[RunFinishedV1](1, nil)
 	register[RunCrashedV1](1, nil)
 	register[RunDeletedV1](1, nil)
+	register[RunLinesWrittenV1](1, nil)
 }
 
 // Types lists every registered event type.

@@ -41,6 +41,7 @@ const (
 	RunCrashed       Type = "run_crashed"
 	RunResumed       Type = "run_resumed"
 	RunDeleted       Type = "run_deleted"
+	RunLinesWritten  Type = "run_lines_written"
 )
 
 // Payload is the typed body of an event.

@@ -131,6 +131,11 @@ type RunStartedV1 struct {
 	Config  json.RawMessage `json:"config,omitempty"`
 	// Resume is "", "allow", "must" or "never" (W&B semantics) in proposals.
 	Resume string `json:"resume,omitempty"`
+	// Wandb holds what W&B clients send besides the user's config (the
+	// "_wandb" config key, host, program, ...), a JSON object kept out of
+	// the config so that users never see SDK internals among their
+	// hyperparameters.
+	Wandb json.RawMessage `json:"wandb,omitempty"`
 }
 
 // RunResumedV1 records that an existing run was resumed: it is running again.
@@ -148,6 +153,9 @@ type RunUpdatedV1 struct {
 	AddTags    []string        `json:"add_tags,omitempty"`
 	RemoveTags []string        `json:"remove_tags,omitempty"`
 	Config     json.RawMessage `json:"config,omitempty"` // merged into the config, top-level keys
+	// Wandb is merged, top-level keys, into the run's W&B client internals
+	// (see RunStartedV1.Wandb).
+	Wandb json.RawMessage `json:"wandb,omitempty"`
 }
 
 // Row is one logged step: a step number, a wall time in Unix seconds and
@@ -185,6 +193,17 @@ type RunCrashedV1 struct {
 // RunDeletedV1 deletes a run from every read.
 type RunDeletedV1 struct{}
 
+// RunLinesWrittenV1 writes lines of one of a run's text files (console
+// output "output.log", system-metric records "wandb-events.jsonl") at line
+// numbers Offset, Offset+1, ... Lines already there are replaced: a re-sent
+// chunk is stored once, and a rewritten line (a progress bar) replaces the
+// old one.
+type RunLinesWrittenV1 struct {
+	File   string   `json:"file"`
+	Offset int64    `json:"offset"`
+	Lines  []string `json:"lines"`
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type      { return UserCreated }
 func (KeyCreatedV1) EventType() Type       { return KeyCreated }
@@ -206,3 +225,4 @@ func (SummaryUpdatedV1) EventType() Type   { return SummaryUpdated }
 func (RunFinishedV1) EventType() Type      { return RunFinished }
 func (RunCrashedV1) EventType() Type       { return RunCrashed }
 func (RunDeletedV1) EventType() Type       { return RunDeleted }
+func (RunLinesWrittenV1) EventType() Type  { return RunLinesWritten }

@@ -38,6 +38,8 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunFinishedV1{ExitCode: 0, State: StateFinished}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunCrashedV1{LastSeen: 1795779453.5}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunDeletedV1{}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunLinesWrittenV1{
+		File: "output.log", Offset: 3, Lines: []string{"2026-11-27T11:54:59.017265 epoch 1", "ERROR 2026-11-27T11:55:00.000001 warning: lr too high"}}},
 }
 
 func init() {

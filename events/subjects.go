@@ -61,6 +61,9 @@ func (s Subjects) Aggregate(entity, project string) string {
 	return fmt.Sprintf("%s.ev.%s.%s.>", s.Prefix, entity, projectToken(project))
 }
 
+// EntityEvents matches the entity-level events (users, keys, teams).
+func (s Subjects) EntityEvents() string { return s.Prefix + ".ev.*." + EntityToken + ".>" }
+
 // AllEvents matches every accepted event.
 func (s Subjects) AllEvents() string { return s.Prefix + ".ev.>" }
 

@@ -135,6 +135,8 @@ func (d *Decider) Run(ctx context.Context) error {
 		return err
 	}
 	close(d.ready)
+	tailErr := make(chan error, 1)
+	go func() { tailErr <- d.tailEntities(ctx) }()
 	cons, err := d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
@@ -166,8 +168,43 @@ func (d *Decider) Run(ctx context.Context) error {
 		if err := d.decideBatch(ctx, batch); err != nil {
 			return err
 		}
+		select {
+		case err := <-tailErr:
+			if ctx.Err() == nil {
+				return fmt.Errorf("follow users and keys: %w", err)
+			}
+		default:
+		}
 	}
 	return nil
+}
+
+// tailEntities follows the entity-level events (users, keys, teams) that
+// other ingest processes append, so every edge authenticates new keys and
+// stops accepting revoked ones within moments. Project events need no tail:
+// appends to a project are conditional on its last sequence, and a conflict
+// or a rejection refreshes the project from the log first.
+func (d *Decider) tailEntities(ctx context.Context) error {
+	d.mu.RLock()
+	from := d.state.LastSeq() + 1
+	d.mu.RUnlock()
+	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.EntityEvents(), From: from, Follow: true},
+		func(batch []bus.Entry) error {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			for _, en := range batch {
+				e, err := events.Decode(en.Data)
+				if err != nil {
+					return fmt.Errorf("decode seq %d: %w", en.Seq, err)
+				}
+				d.state.Apply(en.Seq, e)
+			}
+			return nil
+		})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 type pendingAsync struct {
@@ -214,6 +251,15 @@ func (d *Decider) decideBatch(ctx context.Context, batch []jetstream.Msg) error 
 		if p.Type == events.MetricsLogged {
 			d.mu.Lock()
 			dec := policy.Decide(d.state, p)
+			if dec.Rejection != nil {
+				// Our state may be behind another ingest process: look
+				// at the log before refusing.
+				if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
+					d.mu.Unlock()
+					return err
+				}
+				dec = policy.Decide(d.state, p)
+			}
 			for _, e := range dec.Events {
 				d.state.Apply(0, e)
 			}
@@ -272,6 +318,15 @@ func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, e
 	for attempt := 0; ; attempt++ {
 		d.mu.Lock()
 		dec := policy.Decide(d.state, p)
+		if dec.Rejection != nil && attempt == 0 {
+			// Our state may be behind another ingest process: look at
+			// the log before refusing.
+			if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
+				d.mu.Unlock()
+				return Outcome{}, err
+			}
+			dec = policy.Decide(d.state, p)
+		}
 		d.mu.Unlock()
 		if dec.Rejection != nil {
 			d.recordRejection(ctx, p, dec.Rejection)

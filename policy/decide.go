@@ -273,6 +273,14 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		return decideRunUpdated(proj, run, pl, in)
 	case events.RunDeletedV1:
 		return accept(in(pl))
+	case events.RunLinesWrittenV1:
+		if run.State != events.StateRunning && run.State != events.StateCrashed {
+			return reject(CodeRunFinished, "run %q is %s; it no longer accepts output (resume it to write more)", p.Run, run.State)
+		}
+		if err := validateLines(pl); err != nil {
+			return reject(CodeInvalid, "%v", err)
+		}
+		return accept(in(pl))
 	}
 	return reject(CodeUnsupportedEvent, "%s cannot be proposed", p.Type)
 }
@@ -486,7 +494,7 @@ func decideRunUpdated(proj *Project, run *Run, pl events.RunUpdatedV1, in func(e
 			pl.Name = &n
 		}
 	}
-	check := events.RunStartedV1{Tags: append(append([]string{}, pl.AddTags...), pl.RemoveTags...), Config: pl.Config}
+	check := events.RunStartedV1{RunID: run.ID, Tags: append(append([]string{}, pl.AddTags...), pl.RemoveTags...), Config: pl.Config, Wandb: pl.Wandb}
 	if pl.JobType != nil {
 		check.JobType = *pl.JobType
 	}
@@ -557,6 +565,9 @@ func validateRunFields(pl events.RunStartedV1) error {
 			return err
 		}
 	}
+	if err := ValidateConfig(pl.Wandb); err != nil {
+		return fmt.Errorf("W&B client data: %v", err)
+	}
 	return ValidateConfig(pl.Config)
 }
 
@@ -591,6 +602,32 @@ func ValidateConfig(c json.RawMessage) error {
 			} else {
 				depth--
 			}
+		}
+	}
+	return nil
+}
+
+// Limits on written lines (console output, system-metric records).
+const (
+	MaxLinesPerWrite = 10000
+	MaxLineBytes     = 1 << 20
+	MaxFileNameLen   = 128
+	MaxLineNumber    = 1 << 40
+)
+
+func validateLines(pl events.RunLinesWrittenV1) error {
+	if pl.File == "" || len(pl.File) > MaxFileNameLen || strings.ContainsAny(pl.File, "\x00\n\r") {
+		return fmt.Errorf("file name must be 1 to %d characters without line breaks", MaxFileNameLen)
+	}
+	if len(pl.Lines) == 0 || len(pl.Lines) > MaxLinesPerWrite {
+		return fmt.Errorf("a write carries 1 to %d lines (got %d)", MaxLinesPerWrite, len(pl.Lines))
+	}
+	if pl.Offset < 0 || pl.Offset+int64(len(pl.Lines)) > MaxLineNumber {
+		return fmt.Errorf("line offset must be from 0 to %d (got %d)", MaxLineNumber, pl.Offset)
+	}
+	for i, l := range pl.Lines {
+		if len(l) > MaxLineBytes {
+			return fmt.Errorf("line %d is %d bytes; the limit is %d", pl.Offset+int64(i), len(l), MaxLineBytes)
 		}
 	}
 	return nil

@@ -141,6 +141,22 @@ func EffectiveRole(team events.TeamRole, member events.Role) events.Role {
 // Seq returns the last stream sequence applied to an aggregate.
 func (s *State) Seq(entity, project string) uint64 { return s.seq[ProjectKey(entity, project)] }
 
+// LastSeq returns the highest stream sequence applied to any aggregate.
+func (s *State) LastSeq() uint64 {
+	var max uint64
+	for _, v := range s.seq {
+		max = maxU(max, v)
+	}
+	return max
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
 // Decided reports whether a proposal has already produced events, and the
 // run it concerned.
 func (s *State) Decided(proposalID string) (runID string, ok bool) {

@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// binaries builds nats-server (from its Go module) and the three Logbook
+// components once per test binary.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func mustBinaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "logbook-bin-")
+		if buildErr != nil {
+			return
+		}
+		root := repoRoot(t)
+		for _, pkg := range []string{"github.com/nats-io/nats-server/v2", "./cmd/ingest", "./cmd/projector", "./cmd/query", "./cmd/logbook"} {
+			out := filepath.Join(binDir, filepath.Base(pkg))
+			if pkg == "github.com/nats-io/nats-server/v2" {
+				out = filepath.Join(binDir, "nats-server")
+			}
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a started process whose output is kept for failure reports.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs a binary until the test ends (SIGTERM, then SIGKILL).
+func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("--- output of %s:\n%s", name, p.out)
+		}
+	})
+	return p
+}
+
+// waitHTTP waits until url answers 200 or the process dies.
+func waitHTTP(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited: %s", p.name, p.out)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer %s within 60s: %s", p.name, url, p.out)
+}
+
+// mustProcesses starts nats-server (deploy/nats.conf) on a random loopback
+// port and ingest, projector and query as separate processes.
+func mustProcesses(t *testing.T) system {
+	t.Helper()
+	bin := mustBinaries(t)
+	dir := t.TempDir()
+	natsPort := freePort(t)
+	// deploy/nats.conf as shipped, with its store directory in the temp dir.
+	conf, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = bytes.Replace(conf, []byte(`store_dir: "./nats-data"`), []byte("store_dir: "+strconv.Quote(filepath.Join(dir, "nats"))), 1)
+	confPath := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := start(t, "nats-server", nil, filepath.Join(bin, "nats-server"),
+		"-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort))
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", natsPort))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not listening: %s", ns.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ingestAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	queryAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"LOGBOOK_ADMIN_API_KEY=" + adminKey, "LOGBOOK_NATS_URL=" + natsURL}
+	in := start(t, "ingest", env, filepath.Join(bin, "ingest"), "-http.addr", ingestAddr)
+	start(t, "projector", env, filepath.Join(bin, "projector"), "-data.dir", filepath.Join(dir, "readmodel"))
+	q := start(t, "query", env, filepath.Join(bin, "query"), "-http.addr", queryAddr)
+	waitHTTP(t, in, "http://"+ingestAddr+"/healthz")
+	waitHTTP(t, q, "http://"+queryAddr+"/healthz")
+	// The edge answers once the policy state is loaded and the admin exists.
+	admin := api{t, "http://" + ingestAddr, adminKey}
+	for i := 0; ; i++ {
+		var e apiError
+		st := admin.do("POST", "/api/v1/users", []byte(`{}`), &e)
+		if st == 400 {
+			break // authenticated, and the empty body refused: ready
+		}
+		if i > 300 {
+			t.Fatalf("ingest not ready: %d %+v", st, e)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir}
+}
+
+// TestSharedProjectScenarioProcesses runs the scenario through nats-server,
+// ingest, projector and query as separate processes.
+func TestSharedProjectScenarioProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts real binaries")
+	}
+	sys := mustProcesses(t)
+	runScenario(t, sys)
+}
