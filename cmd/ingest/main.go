@@ -18,8 +18,8 @@ import (
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/ingest"
-	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/policy"
 )
 
 func main() {
