@@ -238,7 +238,7 @@ func (f *fold) apply(e events.Event) error {
 		f.runs[string(runKey(e.Entity, e.Project, pl.RunID))] = &Run{ID: pl.RunID, Entity: e.Entity, Project: e.Project,
 			Name: pl.Name, Owner: e.Actor, State: events.StateRunning, JobType: pl.JobType, Group: pl.Group,
 			Notes: pl.Notes, Tags: tags, Config: cfg, CreatedAt: e.Time, UpdatedAt: e.Time, LastStep: -1,
-			Metrics: map[string]*MetricSummary{}}
+			Metrics: map[string]*MetricSummary{}, Wandb: pl.Wandb}
 		return nil
 	}
 
@@ -271,6 +271,8 @@ func (f *fold) apply(e events.Event) error {
 		}
 	case events.RunUpdatedV1:
 		applyRunUpdate(r, pl)
+	case events.RunLinesWrittenV1:
+		return f.writeLines(r, pl)
 	case events.RunDeletedV1:
 		k := string(runKey(e.Entity, e.Project, e.Run))
 		f.runs[k] = nil
@@ -278,7 +280,27 @@ func (f *fold) apply(e events.Event) error {
 		if err := f.txn.Delete([]byte(k)); err != nil {
 			return err
 		}
-		return f.deletePrefix(histRunPrefix(e.Entity, e.Project, e.Run))
+		if err := f.deletePrefix(histRunPrefix(e.Entity, e.Project, e.Run)); err != nil {
+			return err
+		}
+		return f.deletePrefix(linePrefix(e.Entity, e.Project, e.Run))
+	}
+	return nil
+}
+
+// writeLines stores lines at their line numbers, replacing what is there.
+func (f *fold) writeLines(r *Run, pl events.RunLinesWrittenV1) error {
+	prefix := lineFilePrefix(r.Entity, r.Project, r.ID, pl.File)
+	for i, l := range pl.Lines {
+		if err := f.set(stepKey(prefix, pl.Offset+int64(i)), []byte(l)); err != nil {
+			return err
+		}
+	}
+	if r.Lines == nil {
+		r.Lines = map[string]int64{}
+	}
+	if end := pl.Offset + int64(len(pl.Lines)); end > r.Lines[pl.File] {
+		r.Lines[pl.File] = end
 	}
 	return nil
 }
@@ -304,6 +326,9 @@ func applyRunUpdate(r *Run, pl events.RunUpdatedV1) {
 	r.Tags = slices.DeleteFunc(r.Tags, func(t string) bool { return slices.Contains(pl.RemoveTags, t) })
 	if len(pl.Config) > 0 {
 		r.Config = mergeConfig(r.Config, pl.Config)
+	}
+	if len(pl.Wandb) > 0 {
+		r.Wandb = mergeConfig(r.Wandb, pl.Wandb)
 	}
 }
 
@@ -408,7 +433,10 @@ func (f *fold) deleteProject(e, p string) error {
 	if err := f.deletePrefix(runPrefix(e, p)); err != nil {
 		return err
 	}
-	return f.deletePrefix(histProjectPrefix(e, p))
+	if err := f.deletePrefix(histProjectPrefix(e, p)); err != nil {
+		return err
+	}
+	return f.deletePrefix(lineProjectPrefix(e, p))
 }
 
 // deletePrefix deletes every key under prefix, committing along the way

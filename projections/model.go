@@ -75,6 +75,18 @@ type Run struct {
 	// a summary update, which override the last logged value in Summary.
 	Metrics  map[string]*MetricSummary `json:"metrics"`
 	Explicit map[string]events.Value   `json:"explicit_summary,omitempty"`
+	// Lines counts the lines of each text file of the run (console output,
+	// system-metric records): one more than the highest line number written.
+	Lines map[string]int64 `json:"lines,omitempty"`
+	// Wandb holds W&B client internals (the "_wandb" config key, host,
+	// program), kept out of Config.
+	Wandb json.RawMessage `json:"wandb,omitempty"`
+}
+
+// Line is one line of a run's text file.
+type Line struct {
+	N    int64  `json:"n"`
+	Text string `json:"text"`
 }
 
 // Summary is the run's summary: the last value of every metric, overridden

@@ -227,3 +227,32 @@ func (s *Store) Metrics(entity, project, run string) ([]string, error) {
 	})
 	return sortedStrings(seen), err
 }
+
+// Lines calls fn for the lines of a run's text file from line number from
+// on, in order, until fn returns false or limit lines (0: no limit) were
+// given.
+func (s *Store) Lines(entity, project, run, file string, from int64, limit int, fn func(Line) bool) error {
+	prefix := lineFilePrefix(entity, project, run, file)
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		n := 0
+		for it.Seek(stepKey(prefix, from)); it.Valid(); it.Next() {
+			if limit > 0 && n >= limit {
+				return nil
+			}
+			k := it.Item().Key()
+			l := Line{N: int64(binary.BigEndian.Uint64(k[len(k)-8:]))}
+			if err := it.Item().Value(func(v []byte) error { l.Text = string(v); return nil }); err != nil {
+				return err
+			}
+			n++
+			if !fn(l) {
+				return nil
+			}
+		}
+		return nil
+	})
+}

@@ -35,6 +35,11 @@ func runPrefix(e, p string) []byte         { return []byte("run/" + e + "/" + p 
 func runKey(e, p, id string) []byte        { return []byte("run/" + e + "/" + p + "/" + id) }
 func histProjectPrefix(e, p string) []byte { return []byte("hist/" + e + "/" + p + "/") }
 func histRunPrefix(e, p, id string) []byte { return []byte("hist/" + e + "/" + p + "/" + id + "\x00") }
+func linePrefix(e, p, id string) []byte    { return []byte("line/" + e + "/" + p + "/" + id + "\x00") }
+func lineProjectPrefix(e, p string) []byte { return []byte("line/" + e + "/" + p + "/") }
+func lineFilePrefix(e, p, id, file string) []byte {
+	return []byte("line/" + e + "/" + p + "/" + id + "\x00" + file + "\x00")
+}
 func histMetricPrefix(e, p, id, metric string) []byte {
 	return []byte("hist/" + e + "/" + p + "/" + id + "\x00" + metric + "\x00")
 }

@@ -25,6 +25,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs", h.serve(OpRuns))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}", h.serve(OpRun))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/history", h.serve(OpHistory))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/lines", h.serve(OpLines))
 }
 
 func (h *Handler) serve(op string) http.HandlerFunc {
@@ -40,7 +41,7 @@ func (h *Handler) serve(op string) http.HandlerFunc {
 			Entity: r.PathValue("entity"), Project: r.PathValue("project"), Run: r.PathValue("run"),
 			Filter: projections.RunFilter{JobType: q.Get("job_type"), Tag: q.Get("tag"), State: q.Get("state"),
 				Owner: q.Get("owner"), Group: q.Get("group")},
-			Metric: q.Get("metric"),
+			Metric: q.Get("metric"), File: q.Get("file"),
 		}
 		var err error
 		parse := func(name string, dst *int64) {
@@ -55,6 +56,7 @@ func (h *Handler) serve(op string) http.HandlerFunc {
 		parse("max_step", &req.MaxStep)
 		parse("limit", &limit)
 		parse("min_seq", &minSeq)
+		parse("offset", &req.Offset)
 		if v := r.Header.Get("X-Logbook-Min-Seq"); v != "" && q.Get("min_seq") == "" && err == nil {
 			if minSeq, err = strconv.ParseInt(v, 10, 64); err != nil {
 				err = httpx.Errorf(400, "invalid", "header X-Logbook-Min-Seq must be an integer, not %q", v)

@@ -25,6 +25,7 @@ const (
 	OpRuns     = "runs"
 	OpRun      = "run"
 	OpHistory  = "history"
+	OpLines    = "lines"
 )
 
 // Request is one read. KeyHash is the SHA-256 of the caller's API key: the
@@ -40,6 +41,10 @@ type Request struct {
 	MinStep int64                 `json:"min_step,omitempty"`
 	MaxStep int64                 `json:"max_step,omitempty"`
 	Limit   int                   `json:"limit,omitempty"`
+	// File and Offset select a run's text file and the first line of an
+	// OpLines read.
+	File   string `json:"file,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
 	// MinSeq makes the read wait until the read model has applied this
 	// stream sequence (read-your-writes after a write returned it).
 	MinSeq uint64 `json:"min_seq,omitempty"`
@@ -151,6 +156,8 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 		return RunView{Run: run, Summary: run.Summary()}, nil
 	case OpHistory:
 		return s.history(r)
+	case OpLines:
+		return s.lines(r)
 	}
 	return nil, errorf(400, "invalid", "unknown read operation %q", r.Op)
 }
@@ -292,3 +299,36 @@ func (s *Service) history(r Request) (any, error) {
 
 // HTTPStatus implements httpx.StatusCoder.
 func (e *Error) HTTPStatus() (int, string) { return e.Status, e.Code }
+
+// MaxLines bounds one lines answer; page with offset.
+const MaxLines = 100_000
+
+// Lines is a page of a run's text file.
+type Lines struct {
+	File  string             `json:"file"`
+	Count int64              `json:"count"`
+	Lines []projections.Line `json:"lines"`
+}
+
+func (s *Service) lines(r Request) (any, error) {
+	run, err := s.run(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.File == "" {
+		return nil, errorf(400, "invalid", "name the file to read with ?file=, e.g. output.log")
+	}
+	if r.Offset < 0 {
+		return nil, errorf(400, "invalid", "offset must not be negative")
+	}
+	limit := r.Limit
+	if limit <= 0 || limit > MaxLines {
+		limit = MaxLines
+	}
+	out := Lines{File: r.File, Count: run.Lines[r.File], Lines: []projections.Line{}}
+	err = s.Store.Lines(r.Entity, r.Project, run.ID, r.File, r.Offset, limit, func(l projections.Line) bool {
+		out.Lines = append(out.Lines, l)
+		return true
+	})
+	return out, err
+}
