@@ -227,12 +227,12 @@ func decide(s *State, actor *User, p events.Event) Decision {
 	}
 	switch pl := p.Payload.(type) {
 	case events.MetricsLoggedV1:
-		if run.State != events.StateRunning && run.State != events.StateCrashed {
-			return reject(CodeRunFinished, "run %q is %s; it no longer accepts metrics (resume it to log more)", p.Run, run.State)
-		}
 		rows, dropped, err := newRows(pl.Rows, run.LastStep)
 		if err != nil {
 			return reject(CodeInvalid, "%v", err)
+		}
+		if run.State != events.StateRunning && run.State != events.StateCrashed {
+			return reject(CodeRunFinished, "run %q is %s; it no longer accepts metrics (resume it to log more)", p.Run, run.State)
 		}
 		if len(rows) == 0 {
 			return Decision{Dropped: dropped}
