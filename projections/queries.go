@@ -151,7 +151,7 @@ func (s *Store) Run(entity, project, id string) (Run, error) {
 type HistoryRange struct {
 	Metric  string
 	MinStep int64
-	MaxStep int64 // inclusive; <= 0 with MinStep 0 means no upper bound
+	MaxStep int64 // inclusive; <= 0 means no upper bound
 	Limit   int   // 0 for no limit
 }
 
@@ -160,7 +160,7 @@ type HistoryRange struct {
 func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Point) bool) error {
 	prefix := histMetricPrefix(entity, project, run, q.Metric)
 	maxStep := q.MaxStep
-	if maxStep <= 0 && q.MinStep == 0 {
+	if maxStep <= 0 {
 		maxStep = 1<<63 - 1
 	}
 	n := 0
