@@ -100,7 +100,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
-	g.Add(func() error { return Serve(ctx, ln, mux, log) }, func(error) { cancel() })
+	g.Add(func() error { return Serve(ctx, ln, CleanPaths(mux), log) }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-in.Decider.Ready():

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,6 +54,9 @@ type Ingest struct {
 	Decider  *ingest.Decider
 	Proposer *ingest.Proposer
 	Edge     *ingest.Edge
+	// Bus is the NATS connection ingest runs on (the W&B adapter keeps
+	// uploaded files in a JetStream object store).
+	Bus *Bus
 }
 
 // NewIngest builds the write side on b.
@@ -60,7 +64,7 @@ func NewIngest(b *Bus) *Ingest {
 	log := b.Log.With("component", "ingest")
 	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
 	p := ingest.NewProposer(b.NC, b.JS, b.Subject)
-	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}}
+	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}, Bus: b}
 }
 
 // Projector folds the log into a read model and serves reads over NATS.
@@ -129,6 +133,36 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		return err
 	}
 	return nil
+}
+
+// CleanPaths collapses repeated slashes in request paths before h routes
+// them: W&B clients build URLs by appending "/graphql" to WANDB_BASE_URL, so
+// a base URL with a trailing slash gives "//graphql", which http.ServeMux
+// would answer with a redirect that turns a POST into a GET.
+func CleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = collapseSlashes(r.URL.Path)
+			if r.URL.RawPath != "" {
+				r2.URL.RawPath = collapseSlashes(r.URL.RawPath)
+			}
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func collapseSlashes(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // Health answers liveness probes.

@@ -20,6 +20,8 @@ import (
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/query"
+	"github.com/logbook/logbook/wandb"
 )
 
 func main() {
@@ -69,12 +71,14 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	app.Health(mux)
 	in.Edge.Register(mux)
+	// The W&B endpoints read run state through the projectors' read service.
+	wandb.Routes(mux, in, query.NATSReader{NC: b.NC, Subject: query.ReadSubject(b.Subject.Prefix)})
 	log.Info("ingest listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return app.Serve(ctx, ln, mux, log) }, func(error) { cancel() })
+	g.Add(func() error { return app.Serve(ctx, ln, app.CleanPaths(mux), log) }, func(error) { cancel() })
 	return g.Run()
 }

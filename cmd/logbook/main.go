@@ -26,6 +26,7 @@ import (
 
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/wandb"
 )
 
 func main() {
@@ -72,5 +73,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AdminKey: os.Getenv("LOGBOOK_ADMIN_API_KEY"),
 		Durable:  *durable,
 		Log:      log,
+		Routes:   wandb.Routes,
 	}, stdout, nil)
 }

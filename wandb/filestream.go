@@ -1,0 +1,253 @@
+package wandb
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/httpx"
+	"github.com/logbook/logbook/policy"
+)
+
+// The files of a run's file_stream.
+const (
+	historyFile = "wandb-history.jsonl"
+	summaryFile = "wandb-summary.json"
+	eventsFile  = "wandb-events.jsonl"
+	outputFile  = "output.log"
+)
+
+// MaxFileStreamBody bounds a file_stream request (wandb-core splits its
+// requests at about 10 MiB).
+const MaxFileStreamBody = 32 << 20
+
+// chunkBytes bounds what one proposal carries, well below the bus's limit.
+const chunkBytes = 2 << 20
+
+type fileChunk struct {
+	Offset  int64    `json:"offset"`
+	Content []string `json:"content"`
+}
+
+type fileStreamBody struct {
+	Files      map[string]fileChunk `json:"files"`
+	Uploaded   []string             `json:"uploaded"`
+	Preempting bool                 `json:"preempting"`
+	Complete   bool                 `json:"complete"`
+	ExitCode   *int                 `json:"exitcode"`
+}
+
+// fileStream takes a W&B file_stream request: history lines become metric
+// rows (idempotent by step), the summary line a summary update, console
+// output and system-metric lines are written at their line numbers
+// (idempotent by offset), and complete + exitcode finish the run.
+func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
+	c, err := s.authenticate(r)
+	if err != nil {
+		httpx.WriteError(w, s.log, err)
+		return
+	}
+	entity, project, run := r.PathValue("entity"), r.PathValue("project"), r.PathValue("run")
+	for _, err := range []error{events.ValidateEntity(entity), events.ValidateProject(project), events.ValidateRunID(run)} {
+		if err != nil {
+			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "%v", err))
+			return
+		}
+	}
+	var body fileStreamBody
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, MaxFileStreamBody)
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "body is not gzip: %v", err))
+			return
+		}
+		rd = io.LimitReader(zr, MaxFileStreamBody)
+	}
+	if err := json.NewDecoder(rd).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid_json", "file_stream body is not a JSON object: %v", err))
+		return
+	}
+	rs := s.lookup(entity, project, run)
+	if !rs.exists {
+		httpx.WriteError(w, s.log, httpx.Errorf(404, "run_not_found",
+			"run %s/%s/%s does not exist or you are not a member of its project; start it with init (UpsertBucket) first", entity, project, run))
+		return
+	}
+	if rs.state == events.StateKilled {
+		// Stopped from Logbook: tell the client to stop; what it sends is
+		// no longer stored.
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"stopped": true})
+		return
+	}
+	ctx := r.Context()
+	stored := func(rej *policy.Rejection, err error) bool {
+		if err != nil {
+			st, msg := statusOf(err)
+			if st >= 500 {
+				s.log.Error("file_stream", "run", entity+"/"+project+"/"+run, "err", err)
+			}
+			httpx.WriteError(w, s.log, httpx.Errorf(st, "error", "%s", msg))
+			return false
+		}
+		if rej != nil && rej.Code != policy.CodeRunFinished {
+			// A finished run ignores late data (a retried final request);
+			// anything else is refused and the client is told why.
+			httpx.WriteError(w, s.log, httpx.Errorf(statusOfRejection(rej.Code), string(rej.Code), "%s", rej.Message))
+			return false
+		}
+		return true
+	}
+	if ch, ok := body.Files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
+		return
+	}
+	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 {
+		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
+			return
+		}
+	}
+	for _, f := range []string{outputFile, eventsFile} {
+		if ch, ok := body.Files[f]; ok && !stored(s.writeLines(ctx, c, entity, project, run, f, ch)) {
+			return
+		}
+	}
+	// "uploaded" names files whose PUT succeeded: they are in the object
+	// store already. "preempting" and heartbeats ({}) need no action: a
+	// request of any kind shows the run is alive.
+	if body.Complete {
+		code := 0
+		if body.ExitCode != nil {
+			code = *body.ExitCode
+		}
+		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: run,
+			Payload: events.RunFinishedV1{ExitCode: code}}, true)
+		if !stored(rej, err) {
+			return
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+}
+
+func statusOfRejection(c policy.Code) int {
+	switch c {
+	case policy.CodeForbidden, policy.CodeRunNotYours, policy.CodeUnauthenticated:
+		return 403
+	case policy.CodeRunNotFound, policy.CodeProjectNotFound:
+		return 404
+	}
+	return 400
+}
+
+// logHistory turns history lines into metric rows: _step is the step,
+// _timestamp the time; _runtime is not stored (it is the time since the
+// run started, which Logbook derives from the times). Lines that are not
+// JSON objects or hold no numeric value are skipped.
+func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run string, ch fileChunk) (*policy.Rejection, error) {
+	var rows []events.Row
+	size := 0
+	flush := func() (*policy.Rejection, error) {
+		if len(rows) == 0 {
+			return nil, nil
+		}
+		out, err := s.in.Edge.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows)
+		rows, size = nil, 0
+		if err != nil {
+			var he *httpx.Error
+			if errors.As(err, &he) && he.Status < 500 {
+				return &policy.Rejection{Code: policy.Code(he.Code), Message: he.Message}, nil
+			}
+			return nil, err
+		}
+		return out.Rejection, nil
+	}
+	last := int64(-1)
+	for i, line := range ch.Content {
+		m, err := parseLine(line)
+		if err != nil {
+			s.log.Debug("history line skipped", "run", run, "offset", ch.Offset+int64(i), "err", err)
+			continue
+		}
+		step, ok := intField(m, "_step")
+		if !ok {
+			step = ch.Offset + int64(i)
+		}
+		if step < 0 || step <= last {
+			continue // steps increase within a batch
+		}
+		t, ok := floatField(m, "_timestamp")
+		if !ok {
+			t = float64(time.Now().UnixNano()) / 1e9
+		}
+		vals, skipped := metrics(m)
+		if len(skipped) > 0 {
+			s.log.Debug("metric keys skipped", "run", run, "keys", skipped)
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		last = step
+		rows = append(rows, events.Row{Step: step, Time: t, Values: vals})
+		size += len(line) + 64
+		if size > chunkBytes || len(rows) >= events.MaxRowsPerBatch {
+			if rej, err := flush(); rej != nil || err != nil {
+				return rej, err
+			}
+		}
+	}
+	return flush()
+}
+
+// summary replaces the run's summary values with the numeric values of a
+// W&B summary line.
+func (s *Server) summary(ctx context.Context, c *caller, entity, project, run, line string) (*policy.Rejection, error) {
+	m, err := parseLine(line)
+	if err != nil {
+		return nil, nil // a summary we cannot read is skipped, not fatal
+	}
+	vals, _ := metrics(m)
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: run,
+		Payload: events.SummaryUpdatedV1{Values: vals}}, false)
+	return rej, err
+}
+
+// writeLines writes console output or system-metric lines at their line
+// numbers.
+func (s *Server) writeLines(ctx context.Context, c *caller, entity, project, run, file string, ch fileChunk) (*policy.Rejection, error) {
+	if ch.Offset < 0 {
+		return &policy.Rejection{Code: policy.CodeInvalid, Message: file + ": offset must not be negative"}, nil
+	}
+	offset := ch.Offset
+	var lines []string
+	size := 0
+	flush := func() (*policy.Rejection, error) {
+		if len(lines) == 0 {
+			return nil, nil
+		}
+		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: run,
+			Payload: events.RunLinesWrittenV1{File: file, Offset: offset, Lines: lines}}, false)
+		offset += int64(len(lines))
+		lines, size = nil, 0
+		return rej, err
+	}
+	for _, l := range ch.Content {
+		if len(l) > policy.MaxLineBytes {
+			l = l[:policy.MaxLineBytes] // wandb-core drops lines over 10 MiB; Logbook keeps the first MiB
+		}
+		lines = append(lines, l)
+		size += len(l) + 8
+		if size > chunkBytes || len(lines) >= policy.MaxLinesPerWrite {
+			if rej, err := flush(); rej != nil || err != nil {
+				return rej, err
+			}
+		}
+	}
+	return flush()
+}

@@ -1,0 +1,532 @@
+package wandb
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/httpx"
+	"github.com/logbook/logbook/policy"
+)
+
+// gqlRequest is a GraphQL request as both W&B clients send it.
+type gqlRequest struct {
+	Query         string          `json:"query"`
+	Variables     vars            `json:"variables"`
+	OperationName string          `json:"operationName"`
+	Extensions    json.RawMessage `json:"extensions"`
+}
+
+// vars are GraphQL variables; a null variable is the same as a missing one.
+type vars map[string]json.RawMessage
+
+// str returns a string variable, and whether it was given (non-null).
+func (v vars) str(name string) (string, bool, error) {
+	raw, ok := v[name]
+	if !ok || string(raw) == "null" {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, fmt.Errorf("variable $%s must be a string", name)
+	}
+	return s, true, nil
+}
+
+// strs returns a list-of-strings variable, and whether it was given.
+func (v vars) strs(name string) ([]string, bool, error) {
+	raw, ok := v[name]
+	if !ok || string(raw) == "null" {
+		return nil, false, nil
+	}
+	var s []string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, false, fmt.Errorf("variable $%s must be a list of strings", name)
+	}
+	return s, true, nil
+}
+
+// gqlError is a GraphQL error: answered with HTTP 200, "data": null and the
+// message, which the W&B clients show to the user.
+type gqlError struct {
+	Code    string
+	Message string
+}
+
+func (e *gqlError) Error() string { return e.Message }
+
+func gqlErrorf(code, format string, args ...any) *gqlError {
+	return &gqlError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func refused(r *policy.Rejection) *gqlError {
+	return &gqlError{Code: string(r.Code), Message: r.Message}
+}
+
+var opName = regexp.MustCompile(`^\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)`)
+
+// operation returns the operation's name: operationName, or the name of the
+// first operation of the document.
+func (q *gqlRequest) operation() string {
+	if q.OperationName != "" {
+		return q.OperationName
+	}
+	doc := q.Query
+	// Skip comments and fragments before the first operation.
+	for _, line := range strings.Split(doc, "\n") {
+		if m := opName.FindStringSubmatch(line); m != nil {
+			return m[1]
+		}
+	}
+	if m := opName.FindStringSubmatch(strings.Join(strings.Fields(doc), " ")); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// MaxGraphQLBody bounds a GraphQL request (configs are at most 256 KiB).
+const MaxGraphQLBody = 2 << 20
+
+func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
+	c, err := s.authenticate(r)
+	if err != nil {
+		httpx.WriteError(w, s.log, err)
+		return
+	}
+	var q gqlRequest
+	if err := httpx.ReadJSON(w, r, MaxGraphQLBody, &q); err != nil {
+		writeGQL(w, nil, gqlErrorf("invalid", "%s", err.Error()))
+		return
+	}
+	op := q.operation()
+	var data any
+	switch op {
+	case "Viewer":
+		data, err = s.viewer(c, strings.Contains(q.Query, "serverInfo"))
+	case "ServerInfo":
+		data = map[string]any{"serverInfo": serverInfo()}
+	case "ServerFeaturesQuery":
+		data = map[string]any{"serverInfo": map[string]any{"features": []any{}}}
+	case "OrganizationCoreWeaveOrganizationID":
+		data = map[string]any{"entity": nil}
+	case "UpsertBucket":
+		data, err = s.upsertBucket(r.Context(), c, q.Variables)
+	case "RunResumeStatus":
+		data, err = s.runResumeStatus(r.Context(), c, q.Variables)
+	case "RunStoppedStatus":
+		data, err = s.runStoppedStatus(c, q.Variables)
+	case "CreateRunFiles":
+		data, err = s.createRunFiles(r, c, q.Variables)
+	case "RunUploadUrls":
+		data, err = s.runUploadURLs(r, c, q.Variables)
+	case "":
+		err = gqlErrorf("invalid", "the request names no operation (send operationName)")
+	default:
+		err = gqlErrorf("unsupported", "operation %s is not supported by Logbook", op)
+	}
+	if err != nil {
+		if _, ok := err.(*gqlError); !ok {
+			st, msg := statusOf(err)
+			if st >= 500 {
+				s.log.Error("graphql", "op", op, "user", c.user.Username, "err", err)
+			}
+			err = gqlErrorf("internal", "%s", msg)
+		} else {
+			s.log.Debug("graphql refused", "op", op, "user", c.user.Username, "err", err)
+		}
+		writeGQL(w, nil, err.(*gqlError))
+		return
+	}
+	writeGQL(w, data, nil)
+}
+
+func writeGQL(w http.ResponseWriter, data any, e *gqlError) {
+	body := map[string]any{"data": data}
+	if e != nil {
+		body["errors"] = []any{map[string]any{"message": e.Message, "extensions": map[string]string{"code": e.Code}}}
+	}
+	httpx.WriteJSON(w, http.StatusOK, body)
+}
+
+func serverInfo() map[string]any {
+	return map[string]any{"cliVersionInfo": map[string]any{}, "latestLocalVersionInfo": nil}
+}
+
+// gid is a GraphQL-style opaque id.
+func gid(kind, name string) string {
+	return base64.StdEncoding.EncodeToString([]byte(kind + ":" + name))
+}
+
+func (s *Server) viewer(c *caller, withServerInfo bool) (any, error) {
+	teams := []any{}
+	s.in.Decider.View(func(st *policy.State) {
+		names := []string{}
+		for name, t := range st.Teams {
+			if _, ok := t.Members[c.user.Username]; ok {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			teams = append(teams, map[string]any{"node": map[string]any{"name": n}})
+		}
+	})
+	var email any
+	if c.user.Email != "" {
+		email = c.user.Email
+	}
+	out := map[string]any{"viewer": map[string]any{
+		"id": gid("User", c.user.Username), "entity": c.user.Username, "username": c.user.Username,
+		"email": email, "name": c.user.DisplayName, "admin": c.user.SiteAdmin, "flags": "{}",
+		"teams": map[string]any{"edges": teams},
+	}}
+	if withServerInfo {
+		out["serverInfo"] = serverInfo()
+	}
+	return out, nil
+}
+
+// Bucket ids: the run id, marked with where the client got it. wandb-core
+// sends bucket.id back as $id in later UpsertBuckets of the same process:
+// "s" (from an UpsertBucket) means "same session, just an update", "r" (from
+// RunResumeStatus) means "the client resumes this run".
+func bucketID(session, run string) string {
+	return base64.StdEncoding.EncodeToString([]byte(session + ":" + run))
+}
+
+func bucketSession(id string) string {
+	b, err := base64.StdEncoding.DecodeString(id)
+	if err != nil {
+		return ""
+	}
+	s, _, _ := strings.Cut(string(b), ":")
+	return s
+}
+
+// names resolves and validates entity, project and run id of an operation.
+func names(c *caller, entity, project, run string) (string, string, string, error) {
+	if entity == "" {
+		entity = c.user.Username
+	}
+	if project == "" {
+		project = DefaultProject
+	}
+	if err := events.ValidateEntity(entity); err != nil {
+		return "", "", "", gqlErrorf("invalid", "%v", err)
+	}
+	if err := events.ValidateProject(project); err != nil {
+		return "", "", "", gqlErrorf("invalid", "%v", err)
+	}
+	if err := events.ValidateRunID(run); err != nil {
+		return "", "", "", gqlErrorf("invalid", "%v", err)
+	}
+	return entity, project, run, nil
+}
+
+// upsertBucket creates a run (RunStarted) or updates it (RunUpdated; a null
+// variable keeps the stored value). A finished run that a client initializes
+// again is resumed first.
+func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, error) {
+	str := func(name string) (string, bool) {
+		x, ok, _ := v.str(name)
+		return x, ok
+	}
+	for _, n := range []string{"id", "name", "project", "entity", "groupName", "description", "displayName", "notes",
+		"commit", "config", "host", "program", "repo", "jobType", "state", "sweep", "summaryMetrics"} {
+		if _, _, err := v.str(n); err != nil {
+			return nil, gqlErrorf("invalid", "%v", err)
+		}
+	}
+	tags, hasTags, err := v.strs("tags")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	entity, _ := str("entity")
+	project, _ := str("project")
+	runID, _ := str("name")
+	if runID == "" {
+		runID = newRunID()
+	}
+	entity, project, runID, err = names(c, entity, project, runID)
+	if err != nil {
+		return nil, err
+	}
+	var cfg, sdk json.RawMessage
+	if raw, ok := str("config"); ok {
+		if cfg, sdk, err = splitConfig(raw); err != nil {
+			return nil, gqlErrorf("invalid", "%v", err)
+		}
+	}
+	internals := map[string]any{}
+	if len(sdk) > 0 {
+		internals[sdkKey] = sdk
+	}
+	for _, n := range []string{"host", "program", "commit", "repo", "sweep"} {
+		if x, ok := str(n); ok {
+			internals[n] = x
+		}
+	}
+	var wb json.RawMessage
+	if len(internals) > 0 {
+		wb, _ = json.Marshal(internals)
+	}
+	displayName, hasName := str("displayName")
+	notes, hasNotes := str("notes")
+	if !hasNotes {
+		notes, hasNotes = str("description")
+	}
+	group, hasGroup := str("groupName")
+	jobType, hasJobType := str("jobType")
+	if hasName && displayName == "" {
+		hasName = false
+	}
+
+	rs := s.lookup(entity, project, runID)
+	if !rs.projectExists {
+		// W&B creates a project on the first run logged to it. The policy
+		// decides whether the caller may: in their own entity, or in a
+		// team they belong to.
+		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project,
+			Payload: events.ProjectCreatedV1{Name: project}}, true)
+		if err != nil {
+			return nil, err
+		}
+		if rej != nil && rej.Code != policy.CodeProjectExists {
+			return nil, gqlErrorf(string(rej.Code), "project %s/%s does not exist and cannot be created: %s", entity, project, rej.Message)
+		}
+	}
+	inserted := false
+	if !rs.exists {
+		pl := events.RunStartedV1{RunID: runID, Name: displayName, JobType: jobType, Group: group, Notes: notes,
+			Tags: tags, Config: cfg, Wandb: wb}
+		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: runID, Payload: pl}, true)
+		if err != nil {
+			return nil, err
+		}
+		if rej != nil {
+			return nil, s.initRefused(c, entity, project, rej)
+		}
+		inserted = true
+	} else {
+		ev := events.Event{Entity: entity, Project: project, Run: runID}
+		if rs.state != events.StateRunning && bucketSession(mustStr(str("id"))) != "s" {
+			// A client initializes a finished run again: resume it.
+			ev.Payload = events.RunStartedV1{RunID: runID, Resume: "allow", Config: cfg}
+			_, rej, err := s.propose(ctx, c, ev, true)
+			if err != nil {
+				return nil, err
+			}
+			if rej != nil {
+				return nil, s.initRefused(c, entity, project, rej)
+			}
+			cfg = nil
+		}
+		upd := events.RunUpdatedV1{Config: cfg, Wandb: wb}
+		if hasName {
+			upd.Name = &displayName
+		}
+		if hasJobType {
+			upd.JobType = &jobType
+		}
+		if hasGroup {
+			upd.Group = &group
+		}
+		if hasNotes {
+			upd.Notes = &notes
+		}
+		if hasTags {
+			cur, err := s.readRun(ctx, c, entity, project, runID, s.lookup(entity, project, runID).seq)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range tags {
+				if !slices.Contains(cur.Tags, t) {
+					upd.AddTags = append(upd.AddTags, t)
+				}
+			}
+			for _, t := range cur.Tags {
+				if !slices.Contains(tags, t) {
+					upd.RemoveTags = append(upd.RemoveTags, t)
+				}
+			}
+		}
+		ev.Payload = upd
+		if upd.Name == nil && upd.JobType == nil && upd.Group == nil && upd.Notes == nil && len(upd.AddTags) == 0 &&
+			len(upd.RemoveTags) == 0 && len(upd.Config) == 0 && len(upd.Wandb) == 0 {
+			// Nothing changes; the caller must still be allowed to write.
+			if rej := s.check(c, ev); rej != nil {
+				return nil, s.initRefused(c, entity, project, rej)
+			}
+		} else {
+			_, rej, err := s.propose(ctx, c, ev, true)
+			if err != nil {
+				return nil, err
+			}
+			if rej != nil {
+				return nil, s.initRefused(c, entity, project, rej)
+			}
+		}
+	}
+	if raw, ok := str("summaryMetrics"); ok {
+		if err := s.updateSummary(ctx, c, entity, project, runID, raw); err != nil {
+			return nil, err
+		}
+	}
+	run, err := s.readRun(ctx, c, entity, project, runID, s.lookup(entity, project, runID).seq)
+	if err != nil {
+		return nil, err
+	}
+	var description any
+	if run.Notes != "" {
+		description = run.Notes
+	}
+	return map[string]any{"upsertBucket": map[string]any{
+		"inserted": inserted,
+		"bucket": map[string]any{
+			"id": bucketID("s", runID), "name": runID, "displayName": run.Name, "description": description,
+			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": run.Rows,
+			"project": map[string]any{"id": gid("Project", entity+"/"+project), "name": project,
+				"entity": map[string]any{"id": gid("Entity", entity), "name": entity}},
+		},
+	}}, nil
+}
+
+func mustStr(s string, _ bool) string { return s }
+
+// initRefused explains a refused init in words that say what to do.
+func (s *Server) initRefused(c *caller, entity, project string, rej *policy.Rejection) *gqlError {
+	switch rej.Code {
+	case policy.CodeForbidden:
+		return gqlErrorf(string(rej.Code), "%s cannot start or change runs in %s/%s: %s (ask a project admin for the Member role)", c.user.Username, entity, project, rej.Message)
+	case policy.CodeProjectNotFound:
+		return gqlErrorf(string(rej.Code), "%s (ask a project admin to invite %s)", rej.Message, c.user.Username)
+	}
+	return refused(rej)
+}
+
+// sdkOf returns the "_wandb" part of a run's stored W&B internals.
+func sdkOf(wb json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(wb, &m) != nil {
+		return nil
+	}
+	return m[sdkKey]
+}
+
+// updateSummary proposes the numeric values of a W&B summary line.
+func (s *Server) updateSummary(ctx context.Context, c *caller, entity, project, run, line string) error {
+	m, err := parseLine(line)
+	if err != nil {
+		return gqlErrorf("invalid", "summaryMetrics: %v", err)
+	}
+	vals, _ := metrics(m)
+	if len(vals) == 0 {
+		return nil
+	}
+	_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: run,
+		Payload: events.SummaryUpdatedV1{Values: vals}}, false)
+	if err != nil {
+		return err
+	}
+	if rej != nil {
+		return refused(rej)
+	}
+	return nil
+}
+
+// runResumeStatus tells a resuming Python client what the run holds. A run
+// counts as existing for the client only when its stored "_wandb" config
+// has the telemetry key "t" (which Python clients write).
+func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, error) {
+	entity, _, _ := v.str("entity")
+	project, _, _ := v.str("project")
+	name, _, err := v.str("name")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	entity, project, name, err = names(c, entity, project, name)
+	if err != nil {
+		return nil, err
+	}
+	model := map[string]any{"id": gid("Project", entity+"/"+project), "name": project,
+		"entity": map[string]any{"id": gid("Entity", entity), "name": entity}, "bucket": nil}
+	out := map[string]any{"model": model}
+	rs := s.lookup(entity, project, name)
+	if !rs.exists {
+		return out, nil
+	}
+	run, err := s.readRun(ctx, c, entity, project, name, rs.seq)
+	if err != nil {
+		if st, _ := statusOf(err); st == 404 {
+			return out, nil // not visible to the caller: a new run for them
+		}
+		return nil, err
+	}
+	last, err := s.lastRow(ctx, c, run)
+	if err != nil {
+		return nil, err
+	}
+	start := float64(run.CreatedAt.UnixNano()) / 1e9
+	tail := []string{}
+	runtime := 0.0
+	if last != nil {
+		runtime = math.Max(0, last.Time-start)
+		tail = append(tail, encodeLine(last.Values, map[string]float64{"_step": float64(last.Step), "_timestamp": last.Time, "_runtime": runtime}))
+	}
+	summaryExtra := map[string]float64{"_runtime": runtime}
+	if run.LastStep >= 0 {
+		summaryExtra["_step"] = float64(run.LastStep)
+	}
+	tailJSON, _ := json.Marshal(tail)
+	wandbConfig := "{}"
+	var sdk map[string]json.RawMessage
+	if json.Unmarshal(sdkOf(run.Wandb), &sdk) == nil {
+		if t, ok := sdk["t"]; ok {
+			b, _ := json.Marshal(map[string]json.RawMessage{"t": t})
+			wandbConfig = string(b)
+		}
+	}
+	var notes any
+	if run.Notes != "" {
+		notes = run.Notes
+	}
+	model["bucket"] = map[string]any{
+		"id": bucketID("r", name), "name": name, "displayName": run.Name,
+		"config":           wrapConfig(run.Config, sdkOf(run.Wandb)),
+		"summaryMetrics":   encodeLine(run.Summary, summaryExtra),
+		"historyLineCount": run.Rows,
+		"eventsLineCount":  run.Lines[eventsFile],
+		"logLineCount":     run.Lines[outputFile],
+		"historyTail":      string(tailJSON),
+		"eventsTail":       "[]",
+		"tags":             run.Tags,
+		"notes":            notes,
+		"wandbConfig":      wandbConfig,
+	}
+	return out, nil
+}
+
+// runStoppedStatus answers older clients' poll: stopped once the run was
+// stopped (finished as "killed") from Logbook.
+func (s *Server) runStoppedStatus(c *caller, v vars) (any, error) {
+	entity, _, _ := v.str("entityName")
+	project, _, _ := v.str("projectName")
+	run, _, err := v.str("runId")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	entity, project, run, err = names(c, entity, project, run)
+	if err != nil {
+		return nil, err
+	}
+	rs := s.lookup(entity, project, run)
+	return map[string]any{"project": map[string]any{"run": map[string]any{"stopped": rs.state == events.StateKilled}}}, nil
+}

@@ -1,0 +1,255 @@
+package wandb
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/httpx"
+)
+
+// Where run files live: a JetStream object store, one object per
+// entity/project/run/file. The key that signs upload URLs is generated once
+// and kept in a JetStream key-value bucket, so URLs stay valid across
+// restarts and across ingest processes.
+const (
+	FilesBucket  = "logbook_wandb_files"
+	SecretBucket = "logbook_wandb"
+	secretKey    = "upload_signing_key"
+	// UploadURLTTL is how long an upload URL is valid.
+	UploadURLTTL = 24 * time.Hour
+	// MaxUploadBytes bounds one uploaded file.
+	MaxUploadBytes = 5 << 30
+	maxFileName    = 512
+	maxFilesPerReq = 1000
+)
+
+type fileStore struct {
+	js       jetstream.JetStream
+	replicas int
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	store  jetstream.ObjectStore
+	secret []byte
+}
+
+// open creates the bucket and the signing key on first use (idempotently:
+// several processes may race), retrying on later calls if it failed.
+func (f *fileStore) open(ctx context.Context) (jetstream.ObjectStore, []byte, error) {
+	if f == nil {
+		return nil, nil, errors.New("no object store configured")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.store != nil {
+		return f.store, f.secret, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	replicas := max(f.replicas, 1)
+	kv, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretBucket, Replicas: replicas,
+		Storage: jetstream.FileStorage, Description: "Logbook W&B adapter: upload URL signing key"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open key-value bucket %s: %w", SecretBucket, err)
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if _, err := kv.Create(ctx, secretKey, []byte(hex.EncodeToString(key))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, nil, fmt.Errorf("store upload signing key: %w", err)
+	}
+	e, err := kv.Get(ctx, secretKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read upload signing key: %w", err)
+	}
+	secret, err := hex.DecodeString(string(e.Value()))
+	if err != nil || len(secret) < 16 {
+		return nil, nil, fmt.Errorf("upload signing key in %s is damaged", SecretBucket)
+	}
+	os, err := f.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: FilesBucket, Replicas: replicas,
+		Storage: jetstream.FileStorage, Description: "Logbook W&B adapter: run files"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open object store %s: %w", FilesBucket, err)
+	}
+	f.store, f.secret = os, secret
+	return os, secret, nil
+}
+
+// ObjectName is where a run's file is stored in FilesBucket.
+func ObjectName(entity, project, run, file string) string {
+	return entity + "/" + project + "/" + run + "/" + file
+}
+
+func sign(secret []byte, object string, expires int64) string {
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprintf(m, "PUT\n%s\n%d", object, expires)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// validFileName accepts relative paths such as "media/images/x.png".
+func validFileName(name string) error {
+	if name == "" || len(name) > maxFileName || !utf8.ValidString(name) {
+		return fmt.Errorf("file name %q must be 1 to %d bytes of UTF-8", name, maxFileName)
+	}
+	if strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00?#") {
+		return fmt.Errorf("file name %q must be a relative path without '\\', '?' or '#'", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("file name %q must not contain empty, '.' or '..' path parts", name)
+		}
+	}
+	return nil
+}
+
+// baseURL is the scheme and host the client reached us at.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host
+}
+
+// uploadURLs checks that c may write the run and returns one signed PUT URL
+// per file (nil for all when the object store is unavailable: the clients
+// then skip the uploads).
+func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run string, files []string) ([]any, error) {
+	var err error
+	if entity, project, run, err = names(c, entity, project, run); err != nil {
+		return nil, err
+	}
+	if len(files) > maxFilesPerReq {
+		return nil, gqlErrorf("invalid", "at most %d files per request (got %d)", maxFilesPerReq, len(files))
+	}
+	for _, f := range files {
+		if err := validFileName(f); err != nil {
+			return nil, gqlErrorf("invalid", "%v", err)
+		}
+	}
+	if !s.lookup(entity, project, run).exists {
+		return nil, gqlErrorf("run_not_found", "run %s/%s/%s does not exist; start it with init first", entity, project, run)
+	}
+	if rej := s.check(c, events.Event{Entity: entity, Project: project, Run: run, Payload: events.RunUpdatedV1{}}); rej != nil {
+		return nil, refused(rej)
+	}
+	_, secret, err := s.files.open(r.Context())
+	if err != nil {
+		s.log.Error("run files unavailable", "err", err)
+	}
+	expires := time.Now().Add(UploadURLTTL).Unix()
+	out := make([]any, len(files))
+	for i, f := range files {
+		if secret == nil {
+			out[i] = map[string]any{"name": f, "uploadUrl": nil}
+			continue
+		}
+		obj := ObjectName(entity, project, run, f)
+		u := baseURL(r) + "/files-upload/" + (&url.URL{Path: obj}).EscapedPath() +
+			"?expires=" + strconv.FormatInt(expires, 10) + "&sig=" + sign(secret, obj, expires)
+		out[i] = map[string]any{"name": f, "uploadUrl": u}
+	}
+	return out, nil
+}
+
+func (s *Server) createRunFiles(r *http.Request, c *caller, v vars) (any, error) {
+	entity, _, _ := v.str("entity")
+	project, _, _ := v.str("project")
+	run, _, err := v.str("run")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	files, _, err := v.strs("files")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	list, err := s.uploadURLs(r, c, entity, project, run, files)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"createRunFiles": map[string]any{"runID": bucketID("s", run), "uploadHeaders": []string{}, "files": list}}, nil
+}
+
+// runUploadURLs is the older clients' way to get upload URLs.
+func (s *Server) runUploadURLs(r *http.Request, c *caller, v vars) (any, error) {
+	entity, _, _ := v.str("entity")
+	project, _, _ := v.str("name")
+	run, _, err := v.str("run")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	files, _, err := v.strs("files")
+	if err != nil {
+		return nil, gqlErrorf("invalid", "%v", err)
+	}
+	list, err := s.uploadURLs(r, c, entity, project, run, files)
+	if err != nil {
+		return nil, err
+	}
+	edges := make([]any, len(list))
+	for i, f := range list {
+		m := f.(map[string]any)
+		edges[i] = map[string]any{"node": map[string]any{"name": m["name"], "url": m["uploadUrl"], "updatedAt": nil}}
+	}
+	return map[string]any{"model": map[string]any{"bucket": map[string]any{"id": bucketID("s", run),
+		"files": map[string]any{"uploadHeaders": []string{}, "edges": edges}}}}, nil
+}
+
+// upload stores a run file PUT to a signed URL (W&B clients send no API key
+// with it: the signature is the authorization).
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	entity, project, run, file := r.PathValue("entity"), r.PathValue("project"), r.PathValue("run"), r.PathValue("file")
+	for _, err := range []error{events.ValidateEntity(entity), events.ValidateProject(project), events.ValidateRunID(run), validFileName(file)} {
+		if err != nil {
+			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "%v", err))
+			return
+		}
+	}
+	store, secret, err := s.files.open(r.Context())
+	if err != nil {
+		s.log.Error("run files unavailable", "err", err)
+		httpx.WriteError(w, s.log, httpx.Errorf(503, "unavailable", "run file storage is unavailable; retry later"))
+		return
+	}
+	obj := ObjectName(entity, project, run, file)
+	expires, err := strconv.ParseInt(r.URL.Query().Get("expires"), 10, 64)
+	sig := r.URL.Query().Get("sig")
+	if err != nil || !hmac.Equal([]byte(sig), []byte(sign(secret, obj, expires))) {
+		httpx.WriteError(w, s.log, httpx.Errorf(403, "forbidden", "the upload URL's signature is invalid; ask for a new URL (CreateRunFiles)"))
+		return
+	}
+	if time.Now().Unix() > expires {
+		httpx.WriteError(w, s.log, httpx.Errorf(403, "expired", "the upload URL expired; ask for a new one (CreateRunFiles)"))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxUploadBytes)
+	if _, err := store.Put(r.Context(), jetstream.ObjectMeta{Name: obj}, body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httpx.WriteError(w, s.log, httpx.Errorf(413, "too_large", "files are limited to %d bytes", int64(MaxUploadBytes)))
+			return
+		}
+		s.log.Error("store run file", "object", obj, "err", err)
+		httpx.WriteError(w, s.log, httpx.Errorf(503, "unavailable", "could not store the file; retry later"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+}
