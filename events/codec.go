@@ -71,6 +71,7 @@ func init() {
 	register[RunCrashedV1](1, nil)
 	register[RunDeletedV1](1, nil)
 	register[RunLinesWrittenV1](1, nil)
+	register[RunHeartbeatRecordedV1](1, nil)
 }
 
 // Types lists every registered event type.

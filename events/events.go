@@ -42,6 +42,10 @@ const (
 	RunResumed       Type = "run_resumed"
 	RunDeleted       Type = "run_deleted"
 	RunLinesWritten  Type = "run_lines_written"
+	// RunHeartbeatRecorded records that a quiet run is still alive. The
+	// policy records at most one per quarter of the crash timeout, so a run
+	// that heartbeats every few seconds does not flood the log.
+	RunHeartbeatRecorded Type = "run_heartbeat_recorded"
 )
 
 // Payload is the typed body of an event.

@@ -204,25 +204,30 @@ type RunLinesWrittenV1 struct {
 	Lines  []string `json:"lines"`
 }
 
+// RunHeartbeatRecordedV1 records that a run's process reported itself alive
+// without logging anything (see policy: heartbeats).
+type RunHeartbeatRecordedV1 struct{}
+
 // EventType implementations bind each payload to its type name.
-func (UserCreatedV1) EventType() Type      { return UserCreated }
-func (KeyCreatedV1) EventType() Type       { return KeyCreated }
-func (KeyRevokedV1) EventType() Type       { return KeyRevoked }
-func (TeamCreatedV1) EventType() Type      { return TeamCreated }
-func (TeamMemberJoinedV1) EventType() Type { return TeamMemberJoined }
-func (ProjectCreatedV1) EventType() Type   { return ProjectCreated }
-func (MemberInvitedV1) EventType() Type    { return MemberInvited }
-func (MemberJoinedV1) EventType() Type     { return MemberJoined }
-func (InviteRevokedV1) EventType() Type    { return InviteRevoked }
-func (RoleChangedV1) EventType() Type      { return RoleChanged }
-func (MemberRemovedV1) EventType() Type    { return MemberRemoved }
-func (ProjectDeletedV1) EventType() Type   { return ProjectDeleted }
-func (RunStartedV1) EventType() Type       { return RunStarted }
-func (RunResumedV1) EventType() Type       { return RunResumed }
-func (RunUpdatedV1) EventType() Type       { return RunUpdated }
-func (MetricsLoggedV1) EventType() Type    { return MetricsLogged }
-func (SummaryUpdatedV1) EventType() Type   { return SummaryUpdated }
-func (RunFinishedV1) EventType() Type      { return RunFinished }
-func (RunCrashedV1) EventType() Type       { return RunCrashed }
-func (RunDeletedV1) EventType() Type       { return RunDeleted }
-func (RunLinesWrittenV1) EventType() Type  { return RunLinesWritten }
+func (UserCreatedV1) EventType() Type          { return UserCreated }
+func (KeyCreatedV1) EventType() Type           { return KeyCreated }
+func (KeyRevokedV1) EventType() Type           { return KeyRevoked }
+func (TeamCreatedV1) EventType() Type          { return TeamCreated }
+func (TeamMemberJoinedV1) EventType() Type     { return TeamMemberJoined }
+func (ProjectCreatedV1) EventType() Type       { return ProjectCreated }
+func (MemberInvitedV1) EventType() Type        { return MemberInvited }
+func (MemberJoinedV1) EventType() Type         { return MemberJoined }
+func (InviteRevokedV1) EventType() Type        { return InviteRevoked }
+func (RoleChangedV1) EventType() Type          { return RoleChanged }
+func (MemberRemovedV1) EventType() Type        { return MemberRemoved }
+func (ProjectDeletedV1) EventType() Type       { return ProjectDeleted }
+func (RunStartedV1) EventType() Type           { return RunStarted }
+func (RunResumedV1) EventType() Type           { return RunResumed }
+func (RunUpdatedV1) EventType() Type           { return RunUpdated }
+func (MetricsLoggedV1) EventType() Type        { return MetricsLogged }
+func (SummaryUpdatedV1) EventType() Type       { return SummaryUpdated }
+func (RunFinishedV1) EventType() Type          { return RunFinished }
+func (RunCrashedV1) EventType() Type           { return RunCrashed }
+func (RunDeletedV1) EventType() Type           { return RunDeleted }
+func (RunLinesWrittenV1) EventType() Type      { return RunLinesWritten }
+func (RunHeartbeatRecordedV1) EventType() Type { return RunHeartbeatRecorded }
