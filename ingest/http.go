@@ -427,7 +427,13 @@ func (h *Edge) logMetrics(c *call) (int, any, error) {
 // LogRows queues a batch of rows for a run on behalf of actor (also used by
 // the W&B adapter).
 func (h *Edge) LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row) (Outcome, error) {
-	p := events.Event{ID: id, Actor: actor, Time: time.Now().UTC(), Entity: entity, Project: project, Run: run,
+	now := time.Now().UTC()
+	for i := range rows {
+		if rows[i].Time == 0 { // a row without a wall time was logged now
+			rows[i].Time = float64(now.UnixMicro()) / 1e6
+		}
+	}
+	p := events.Event{ID: id, Actor: actor, Time: now, Entity: entity, Project: project, Run: run,
 		Payload: events.MetricsLoggedV1{Rows: rows}}
 	var dry policy.Decision
 	h.Decider.View(func(s *policy.State) { dry = policy.Decide(s, p) })
