@@ -38,6 +38,9 @@ const (
 	CodeRunFinished      Code = "run_finished"
 	CodeKeyNotFound      Code = "key_not_found"
 	CodeUnsupportedEvent Code = "unsupported_event"
+	// CodeRunAlive refuses a crash for a run that showed activity within
+	// the crash timeout.
+	CodeRunAlive Code = "run_alive"
 )
 
 // Rejection says why a proposal was refused: a stable code and a message a
@@ -78,11 +81,16 @@ func Decide(s *State, p events.Event) Decision {
 	if run, done := s.Decided(p.ID); done {
 		return Decision{Duplicate: true, Run: run}
 	}
-	actor, ok := s.Users[p.Actor]
-	if !ok {
-		return reject(CodeUnauthenticated, "user %q does not exist", p.Actor)
+	var d Decision
+	if p.Actor == SystemActor {
+		d = decideSystem(s, p)
+	} else {
+		actor, ok := s.Users[p.Actor]
+		if !ok {
+			return reject(CodeUnauthenticated, "user %q does not exist", p.Actor)
+		}
+		d = decide(s, actor, p)
 	}
-	d := decide(s, actor, p)
 	for i := range d.Events {
 		e := &d.Events[i]
 		e.ID = events.DerivedID(p.ID, i)
@@ -265,10 +273,9 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		}
 		return accept(in(pl))
 	case events.RunCrashedV1:
-		if run.State != events.StateRunning {
-			return accept()
-		}
-		return accept(in(pl))
+		return reject(CodeForbidden, "only Logbook's crash detector marks a run crashed (after %s without a heartbeat or a log)", s.CrashAfter)
+	case events.RunHeartbeatRecordedV1:
+		return decideHeartbeat(s, run, p, in)
 	case events.RunUpdatedV1:
 		return decideRunUpdated(proj, run, pl, in)
 	case events.RunDeletedV1:

@@ -7,6 +7,7 @@ package policy
 
 import (
 	"strings"
+	"time"
 
 	"github.com/logbook/logbook/events"
 )
@@ -36,6 +37,10 @@ type Run struct {
 	State    string
 	LastStep int64 // -1 before the first row
 	Deleted  bool
+	// LastActivity is the time of the run's last event other than a crash
+	// (start, resume, rows, output, heartbeat, update...). It comes from
+	// event times, so a rebuilt state has the same value.
+	LastActivity time.Time
 }
 
 // Project is a project's members, pending invites and runs.
@@ -63,6 +68,11 @@ type State struct {
 	// seq is the last stream sequence applied per aggregate (entity/project,
 	// or entity/ for entity-level events), for optimistic concurrency.
 	seq map[string]uint64
+
+	// CrashAfter is how long a running run may stay quiet before the crash
+	// sweeper's RunCrashed proposal is accepted (configuration, not log
+	// state; DefaultCrashAfter unless set).
+	CrashAfter time.Duration
 }
 
 // NewState returns the empty state (an empty log).
@@ -75,6 +85,8 @@ func NewState() *State {
 		keys:     map[string]string{},
 		decided:  map[string]string{},
 		seq:      map[string]uint64{},
+
+		CrashAfter: DefaultCrashAfter,
 	}
 }
 
@@ -192,6 +204,9 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	if p != nil && e.Run != "" {
 		run = p.Runs[e.Run]
 	}
+	if run != nil && e.Type != events.RunCrashed && e.Time.After(run.LastActivity) {
+		run.LastActivity = e.Time
+	}
 	switch pl := e.Payload.(type) {
 	case events.UserCreatedV1:
 		s.Users[pl.Username] = &User{Username: pl.Username, Email: pl.Email, DisplayName: pl.DisplayName,
@@ -246,7 +261,7 @@ func (s *State) Apply(seq uint64, e events.Event) {
 		}
 	case events.RunStartedV1:
 		if p != nil {
-			p.Runs[pl.RunID] = &Run{ID: pl.RunID, Name: pl.Name, Owner: e.Actor, State: events.StateRunning, LastStep: -1}
+			p.Runs[pl.RunID] = &Run{ID: pl.RunID, Name: pl.Name, Owner: e.Actor, State: events.StateRunning, LastStep: -1, LastActivity: e.Time}
 			p.Names[pl.Name] = pl.RunID
 		}
 	case events.RunResumedV1:
@@ -273,6 +288,10 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	case events.RunCrashedV1:
 		if run != nil {
 			run.State = events.StateCrashed
+		}
+	case events.RunHeartbeatRecordedV1:
+		if run != nil && run.State == events.StateCrashed {
+			run.State = events.StateRunning // a crashed run that reports again is running
 		}
 	case events.RunDeletedV1:
 		if run != nil {
