@@ -210,6 +210,9 @@ func encodeLine(vals map[string]events.Value, extra map[string]float64) string {
 			b = append(b, "Infinity"...)
 		case math.IsInf(f, -1):
 			b = append(b, "-Infinity"...)
+		case f == math.Trunc(f) && math.Abs(f) < 1e15:
+			// Integers stay integers: wandb-core takes _step only as one.
+			b = strconv.AppendInt(b, int64(f), 10)
 		default:
 			b = strconv.AppendFloat(b, f, 'g', -1, 64)
 		}
