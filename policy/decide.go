@@ -104,6 +104,12 @@ func Decide(s *State, p events.Event) Decision {
 }
 
 func decide(s *State, actor *User, p events.Event) Decision {
+	if p.Payload == nil {
+		return reject(CodeInvalid, "the proposal has no payload")
+	}
+	if act, _ := ActionOf(p.Payload.EventType()); act == Derived || act == "" {
+		return reject(CodeUnsupportedEvent, "%s cannot be proposed; the policy produces it", p.Payload.EventType())
+	}
 	switch pl := p.Payload.(type) {
 	case events.UserCreatedV1:
 		return decideUserCreated(s, actor, pl)
@@ -111,7 +117,7 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		return decideKeyCreated(s, actor, pl)
 	case events.KeyRevokedV1:
 		u := s.Users[pl.Username]
-		if u == nil || (actor.Username != u.Username && !actor.SiteAdmin) {
+		if u == nil || !Allowed(s.RoleOn(actor, ScopeUser, u.Username), ManageKeys) {
 			return reject(CodeKeyNotFound, "no key %q for user %q", pl.KeyID, pl.Username)
 		}
 		if _, ok := u.Keys[pl.KeyID]; !ok {
@@ -119,7 +125,7 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		}
 		return accept(events.Event{Entity: u.Username, Payload: pl})
 	case events.TeamCreatedV1:
-		if !actor.SiteAdmin {
+		if !Allowed(s.RoleOn(actor, ScopeSite, ""), CreateTeam) {
 			return reject(CodeForbidden, "only a site admin may create teams")
 		}
 		if err := events.ValidateEntity(pl.Name); err != nil {
@@ -137,14 +143,16 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		if t == nil {
 			return reject(CodeUnknownEntity, "team %q does not exist", p.Entity)
 		}
-		if !actor.SiteAdmin && t.Members[actor.Username] != events.TeamAdmin {
+		if !Allowed(s.RoleOn(actor, ScopeEntity, p.Entity), ManageTeam) {
 			return reject(CodeForbidden, "only a team admin of %q may add team members", p.Entity)
 		}
 		if !pl.Role.Valid() {
 			return reject(CodeInvalid, "team role must be %q or %q", events.TeamAdmin, events.TeamMember)
 		}
-		if _, ok := s.Users[pl.Username]; !ok {
+		if u, ok := s.Users[pl.Username]; !ok {
 			return reject(CodeUnknownUser, "user %q does not exist", pl.Username)
+		} else if u.Service && (u.Owner != p.Entity || pl.Role != events.TeamMember) {
+			return reject(CodeForbidden, "service account %q belongs to team %q as a member only", pl.Username, u.Owner)
 		}
 		return accept(events.Event{Entity: p.Entity, Payload: pl})
 	case events.ProjectCreatedV1:
@@ -193,12 +201,11 @@ func decide(s *State, actor *User, p events.Event) Decision {
 		}
 		return accept(in(pl))
 	case events.MemberRemovedV1:
-		self := pl.Username == actor.Username
-		if self {
-			if d, ok := need(role, LeaveProject); !ok {
-				return d
-			}
-		} else if d, ok := need(role, ManageMembers); !ok {
+		act := ManageMembers
+		if pl.Username == actor.Username {
+			act = LeaveProject
+		}
+		if d, ok := need(role, act); !ok {
 			return d
 		}
 		cur, ok := proj.Members[pl.Username]
@@ -329,8 +336,20 @@ func adminCount(p *Project) int {
 }
 
 func decideUserCreated(s *State, actor *User, pl events.UserCreatedV1) Decision {
-	if !actor.SiteAdmin {
+	if pl.Service {
+		if s.Teams[pl.Owner] == nil {
+			return reject(CodeUnknownEntity, "a service account needs an owning team; team %q does not exist", pl.Owner)
+		}
+		if !Allowed(s.RoleOn(actor, ScopeEntity, pl.Owner), CreateServiceAccount) {
+			return reject(CodeForbidden, "only a team admin of %q may create its service accounts", pl.Owner)
+		}
+		if pl.SiteAdmin || pl.Email != "" {
+			return reject(CodeInvalid, "a service account has no email address and is never a site admin")
+		}
+	} else if !Allowed(s.RoleOn(actor, ScopeSite, ""), CreateUser) {
 		return reject(CodeForbidden, "only a site admin may create users")
+	} else if pl.Owner != "" {
+		return reject(CodeInvalid, "only service accounts have an owning team")
 	}
 	if err := events.ValidateEntity(pl.Username); err != nil {
 		return reject(CodeInvalid, "%v", err)
@@ -349,13 +368,12 @@ func decideUserCreated(s *State, actor *User, pl events.UserCreatedV1) Decision 
 	if s.EntityExists(pl.Username) {
 		return reject(CodeEntityExists, "the name %q is already taken by a user or team", pl.Username)
 	}
-	if pl.Service {
-		t := s.Teams[pl.Owner]
-		if t == nil {
-			return reject(CodeUnknownEntity, "a service account needs an owning team; team %q does not exist", pl.Owner)
-		}
-	}
 	evs := []events.Event{{Entity: pl.Username, Payload: pl}}
+	if pl.Service {
+		// A service account is a member of its team (it may create
+		// projects there) but has no role on any project until invited.
+		evs = append(evs, events.Event{Entity: pl.Owner, Payload: events.TeamMemberJoinedV1{Username: pl.Username, Role: events.TeamMember}})
+	}
 	// Pending email invites become memberships.
 	if pl.Email != "" {
 		email := strings.ToLower(pl.Email)
@@ -375,8 +393,8 @@ func decideKeyCreated(s *State, actor *User, pl events.KeyCreatedV1) Decision {
 	if u == nil {
 		return reject(CodeUnknownUser, "user %q does not exist", pl.Username)
 	}
-	if actor.Username != u.Username && !actor.SiteAdmin {
-		return reject(CodeForbidden, "you may only create keys for yourself")
+	if !Allowed(s.RoleOn(actor, ScopeUser, u.Username), ManageKeys) {
+		return reject(CodeForbidden, "you may only create keys for yourself (or, as a team admin, for the team's service accounts)")
 	}
 	if len(pl.Hash) != 64 || pl.KeyID == "" || len(pl.Name) > events.MaxNameLen {
 		return reject(CodeInvalid, "a key needs an id, a SHA-256 hash and a name of at most %d characters", events.MaxNameLen)
@@ -397,16 +415,14 @@ func decideProjectCreated(s *State, actor *User, p events.Event, pl events.Proje
 	if len(pl.Description) > events.MaxNotesLen {
 		return reject(CodeInvalid, "description must be at most %d characters", events.MaxNotesLen)
 	}
-	switch {
-	case p.Entity == actor.Username:
-	case s.Teams[p.Entity] != nil:
-		if _, ok := s.Teams[p.Entity].Members[actor.Username]; !ok {
+	if !s.EntityExists(p.Entity) {
+		return reject(CodeUnknownEntity, "entity %q does not exist (neither a user nor a team)", p.Entity)
+	}
+	if !Allowed(s.RoleOn(actor, ScopeEntity, p.Entity), CreateProject) {
+		if s.Teams[p.Entity] != nil {
 			return reject(CodeForbidden, "only members of team %q may create projects in it", p.Entity)
 		}
-	case s.Users[p.Entity] != nil:
 		return reject(CodeForbidden, "only %q may create projects in their personal entity", p.Entity)
-	default:
-		return reject(CodeUnknownEntity, "entity %q does not exist (neither a user nor a team)", p.Entity)
 	}
 	if _, exists := s.Project(p.Entity, p.Project); exists {
 		return reject(CodeProjectExists, "project %s/%s already exists", p.Entity, p.Project)

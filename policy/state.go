@@ -21,6 +21,15 @@ type User struct {
 	Service     bool
 	Owner       string            // the owning team of a service account
 	Keys        map[string]string // key id -> hash
+	// KeyInfo describes the active keys (never their hash) for listing.
+	KeyInfo map[string]KeyInfo
+}
+
+// KeyInfo is what a key's owner sees of it: never the key or its hash.
+type KeyInfo struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
 }
 
 // Team is a team entity and its members.
@@ -210,19 +219,21 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	switch pl := e.Payload.(type) {
 	case events.UserCreatedV1:
 		s.Users[pl.Username] = &User{Username: pl.Username, Email: pl.Email, DisplayName: pl.DisplayName,
-			SiteAdmin: pl.SiteAdmin, Service: pl.Service, Owner: pl.Owner, Keys: map[string]string{}}
+			SiteAdmin: pl.SiteAdmin, Service: pl.Service, Owner: pl.Owner, Keys: map[string]string{}, KeyInfo: map[string]KeyInfo{}}
 		if pl.Email != "" {
 			s.emails[strings.ToLower(pl.Email)] = pl.Username
 		}
 	case events.KeyCreatedV1:
 		if u := s.Users[pl.Username]; u != nil {
 			u.Keys[pl.KeyID] = pl.Hash
+			u.KeyInfo[pl.KeyID] = KeyInfo{ID: pl.KeyID, Name: pl.Name, Created: e.Time}
 			s.keys[pl.Hash] = pl.Username
 		}
 	case events.KeyRevokedV1:
 		if u := s.Users[pl.Username]; u != nil {
 			delete(s.keys, u.Keys[pl.KeyID])
 			delete(u.Keys, pl.KeyID)
+			delete(u.KeyInfo, pl.KeyID)
 		}
 	case events.TeamCreatedV1:
 		s.Teams[pl.Name] = &Team{Name: pl.Name, Members: map[string]events.TeamRole{}}
