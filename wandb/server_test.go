@@ -119,7 +119,9 @@ func (lb *logbook) newUser(name string) string {
 	return k.Key
 }
 
-func basic(key string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte("api:"+key)) }
+func basic(key string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte("api:"+key))
+}
 
 type gqlAnswer struct {
 	Data   map[string]any `json:"data"`
