@@ -167,12 +167,13 @@ func TestWandbJSSDK(t *testing.T) {
 		}
 	}
 
-	// 2. A second run with the same name is named js-run-2.
-	r2 := runJS(t, nodeModules, sys.WriteURL, aliceKey, "alice", "js-compat", "js-run", 5, 0)
+	// 2. A second run with the same name is named js-run-2. No entity: the
+	// SDK takes the Viewer's entity, alice.
+	r2 := runJS(t, nodeModules, sys.WriteURL, aliceKey, "", "js-compat", "js-run", 5, 0)
 	if r2.Err != nil {
 		t.Fatalf("node failed: %v\n%s", r2.Err, r2.Out)
 	}
-	if r2.Name != "js-run-2" || r2.ID == r1.ID {
+	if r2.Name != "js-run-2" || r2.ID == r1.ID || r2.Entity != "alice" {
 		t.Errorf("second run = %+v, want name js-run-2", r2)
 	}
 	waitRun(r2.ID, "finished")
