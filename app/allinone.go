@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/oklog/run"
 
@@ -27,7 +28,10 @@ type AllInOneConfig struct {
 	// AdminKey is the first site admin's API key; empty generates one.
 	AdminKey string
 	Durable  bool
-	Log      *slog.Logger
+	// CrashAfter is how long a running run may stay quiet before it is
+	// marked crashed (policy.DefaultCrashAfter if zero).
+	CrashAfter time.Duration
+	Log        *slog.Logger
 	// Routes, when set, adds more HTTP routes (the W&B adapter) given the
 	// ingest side.
 	Routes func(mux *http.ServeMux, in *Ingest, reader query.Reader)
@@ -68,6 +72,9 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	defer b.Close()
 
 	in := NewIngest(b)
+	if c.CrashAfter > 0 {
+		in.SetCrashAfter(c.CrashAfter)
+	}
 	adminKey := c.AdminKey
 	if adminKey == "" {
 		adminKey = ingest.NewAPIKey()
@@ -99,6 +106,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	defer cancel()
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
 	g.Add(func() error { return Serve(ctx, ln, CleanPaths(mux), log) }, func(error) { cancel() })
 	g.Add(func() error {

@@ -20,6 +20,7 @@ import (
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/ingest"
+	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 	"github.com/logbook/logbook/query"
 )
@@ -57,6 +58,15 @@ type Ingest struct {
 	// Bus is the NATS connection ingest runs on (the W&B adapter keeps
 	// uploaded files in a JetStream object store).
 	Bus *Bus
+	// Sweeper marks quiet runs crashed; run it beside the decider.
+	Sweeper *ingest.Sweeper
+}
+
+// SetCrashAfter sets the crash timeout of the policy and the sweeper
+// (policy.DefaultCrashAfter unless set).
+func (in *Ingest) SetCrashAfter(after time.Duration) {
+	in.Decider.SetCrashAfter(after)
+	in.Sweeper.CrashAfter = after
 }
 
 // NewIngest builds the write side on b.
@@ -64,7 +74,8 @@ func NewIngest(b *Bus) *Ingest {
 	log := b.Log.With("component", "ingest")
 	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
 	p := ingest.NewProposer(b.NC, b.JS, b.Subject)
-	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}, Bus: b}
+	sw := &ingest.Sweeper{Decider: d, Proposer: p, CrashAfter: policy.DefaultCrashAfter, Log: log.With("part", "crash-sweeper")}
+	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}, Bus: b, Sweeper: sw}
 }
 
 // Projector folds the log into a read model and serves reads over NATS.

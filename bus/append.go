@@ -2,12 +2,15 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // ErrConflict means an optimistic-concurrency check failed: the aggregate got
@@ -112,7 +115,117 @@ func mapError(err error) error {
 		switch apiErr.ErrorCode {
 		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
 			return fmt.Errorf("%w (%s)", ErrConflict, apiErr.Description)
+		case errCodeBatchDuplicate:
+			return fmt.Errorf("%w (%s)", ErrAlreadyAppended, apiErr.Description)
 		}
 	}
 	return err
+}
+
+// ErrAlreadyAppended means an atomic batch was refused because its messages
+// are already in the stream (their Nats-Msg-Ids are within the duplicate
+// window): an earlier attempt committed it.
+var ErrAlreadyAppended = errors.New("append: the batch is already in the stream")
+
+// Conn is what an atomic batch append needs of NATS: core publishes for the
+// batch and a request for its commit.
+type Conn interface {
+	PublishMsg(m *nats.Msg) error
+	RequestMsgWithContext(ctx context.Context, m *nats.Msg) (*nats.Msg, error)
+}
+
+// JetStream's atomic batch publish headers (nats-server 2.12+, ADR-50); the
+// nats.go jetstream package has no API for them yet.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+	// MaxBatch is the largest atomic batch the server accepts by default.
+	MaxBatch = 1000
+	// errCodeBatchDuplicate: "atomic publish batch contains duplicate
+	// message id" (JSAtomicPublishContainsDuplicateMessageErr).
+	errCodeBatchDuplicate jetstream.ErrorCode = 10201
+)
+
+// AppendBatch appends msgs atomically: the stream stores all of them, in
+// order and at consecutive sequences, or none. Each message keeps its own
+// Nats-Msg-Id and optimistic-concurrency expectation (checked against the
+// stream before any of the batch is stored). A commit that may have been
+// lost is retried as a new batch with the same message ids until ctx ends;
+// ErrAlreadyAppended then reports that an earlier attempt committed it.
+// It returns the stream sequence of each message.
+func AppendBatch(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if len(msgs) > MaxBatch {
+		return nil, fmt.Errorf("append batch of %d messages: at most %d fit in one atomic batch", len(msgs), MaxBatch)
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		seqs, err := appendBatchOnce(ctx, nc, msgs)
+		if err == nil || errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) {
+			return seqs, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("append batch to %s: %w (last error: %v)", msgs[0].Subject, ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func appendBatchOnce(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error) {
+	id := nuid.Next()
+	for i, m := range msgs {
+		nm := m.natsMsg()
+		nm.Header.Set(jetstream.MsgIDHeader, m.ID)
+		if m.ExpectSubject != "" {
+			nm.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(m.ExpectSeq, 10))
+			nm.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, m.ExpectSubject)
+		}
+		nm.Header.Set(hdrBatchID, id)
+		nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := nc.PublishMsg(nm); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		nm.Header.Set(hdrBatchCommit, "1")
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		reply, err := nc.RequestMsgWithContext(rctx, nm)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		var ack struct {
+			Seq   uint64 `json:"seq"`
+			Count int    `json:"count"`
+			Error *struct {
+				Code        int    `json:"code"`
+				ErrCode     uint16 `json:"err_code"`
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return nil, fmt.Errorf("batch commit: undecodable answer %q", reply.Data)
+		}
+		if ack.Error != nil {
+			return nil, mapError(&jetstream.APIError{Code: ack.Error.Code, ErrorCode: jetstream.ErrorCode(ack.Error.ErrCode), Description: ack.Error.Description})
+		}
+		if ack.Count != len(msgs) || ack.Seq < uint64(len(msgs)) {
+			return nil, fmt.Errorf("batch commit: stored %d of %d messages at seq %d", ack.Count, len(msgs), ack.Seq)
+		}
+		// A committed batch is stored at consecutive sequences.
+		seqs := make([]uint64, len(msgs))
+		for j := range seqs {
+			seqs[j] = ack.Seq - uint64(len(msgs)-1-j)
+		}
+		return seqs, nil
+	}
+	panic("unreachable")
 }

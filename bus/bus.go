@@ -76,6 +76,9 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 			MaxMsgSize:  MaxPayload,
 			DenyDelete:  true,
 			DenyPurge:   true,
+			// A decision of several events (an invite and the join it
+			// causes) is appended as one atomic batch: all or nothing.
+			AllowAtomicPublish: true,
 		},
 		{
 			Name:        RejectionsStream,

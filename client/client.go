@@ -57,7 +57,11 @@ type Options struct {
 	// MaxBufferedRows bounds memory while the server is unreachable
 	// (default 1,000,000); Log returns ErrBufferFull beyond it.
 	MaxBufferedRows int
-	HTTPClient      *http.Client
+	// HeartbeatInterval is how often the run tells Logbook it is alive
+	// while it logs nothing (default 30s; Logbook marks a run crashed
+	// after 5 minutes of silence).
+	HeartbeatInterval time.Duration
+	HTTPClient        *http.Client
 }
 
 // ErrBufferFull is returned by Log when the server has been unreachable for
@@ -77,6 +81,9 @@ func (e *APIError) Error() string { return fmt.Sprintf("logbook: %s (%s)", e.Mes
 type Run struct {
 	ID, Name        string
 	Entity, Project string
+	// LastStep is the last step the run had logged when Init returned (-1
+	// for none): after a resume, Log continues at LastStep+1.
+	LastStep int64
 
 	c    *conn
 	opts Options
@@ -119,6 +126,9 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 	if o.MaxBufferedRows <= 0 {
 		o.MaxBufferedRows = 1_000_000
 	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 30 * time.Second
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -138,6 +148,7 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 		RunName  string `json:"run_name"`
 		RunState string `json:"run_state"`
 		Seq      uint64 `json:"seq"`
+		LastStep *int64 `json:"last_step"`
 	}
 	path := "/api/v1/projects/" + o.Entity + "/" + o.Project + "/runs"
 	if err := c.do(ctx, "POST", path, events.NewID(time.Now()), body, &out); err != nil {
@@ -145,6 +156,13 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 	}
 	r := &Run{ID: out.Run, Name: out.RunName, Entity: o.Entity, Project: o.Project, c: c, opts: o,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{}), lastSeq: out.Seq}
+	if out.LastStep != nil {
+		// A resumed run continues after its last logged step, as in W&B.
+		r.step = *out.LastStep + 1
+		r.LastStep = *out.LastStep
+	} else {
+		r.LastStep = -1
+	}
 	go r.sender()
 	return r, nil
 }
@@ -233,6 +251,7 @@ func (r *Run) sender() {
 	defer close(r.stopped)
 	t := time.NewTicker(r.opts.FlushInterval)
 	defer t.Stop()
+	lastSent := time.Now()
 	for {
 		select {
 		case <-r.kick:
@@ -241,18 +260,32 @@ func (r *Run) sender() {
 			r.flush(true)
 			return
 		}
-		r.flush(false)
+		if r.flush(false) {
+			lastSent = time.Now()
+		} else if time.Since(lastSent) >= r.opts.HeartbeatInterval {
+			r.heartbeat()
+			lastSent = time.Now()
+		}
 	}
 }
 
-// flush sends everything buffered; all forces sending partial batches.
-func (r *Run) flush(all bool) {
+// heartbeat tells Logbook the run is alive while it logs nothing. Errors
+// are ignored: the next rows or heartbeat will tell again.
+func (r *Run) heartbeat() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = r.c.do(ctx, "POST", "/api/v1/projects/"+r.Entity+"/"+r.Project+"/runs/"+r.ID+"/heartbeat", events.NewID(time.Now()), struct{}{}, nil)
+}
+
+// flush sends everything buffered; all forces sending partial batches. It
+// reports whether it sent anything.
+func (r *Run) flush(all bool) (sent bool) {
 	for {
 		r.mu.Lock()
 		n := min(len(r.buf), r.opts.BatchRows)
 		if n == 0 || r.err != nil {
 			r.mu.Unlock()
-			return
+			return sent
 		}
 		batch := r.buf[:n:n]
 		r.mu.Unlock()
@@ -276,12 +309,13 @@ func (r *Run) flush(all bool) {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 5*time.Second)
 		}
+		sent = true
 		if !all {
 			r.mu.Lock()
 			more := len(r.buf) >= r.opts.BatchRows
 			r.mu.Unlock()
 			if !more {
-				return
+				return sent
 			}
 		}
 	}

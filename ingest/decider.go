@@ -33,6 +33,9 @@ type Outcome struct {
 	Run      string `json:"run_id,omitempty"`
 	RunName  string `json:"run_name,omitempty"`
 	RunState string `json:"run_state,omitempty"`
+	// LastStep is the run's last logged step (-1 before any): a resumed
+	// run's client continues its step counter after it.
+	LastStep *int64 `json:"last_step,omitempty"`
 }
 
 // RejectionRecord is what the rejections stream stores.
@@ -250,6 +253,15 @@ func (d *Decider) decideBatch(ctx context.Context, batch []jetstream.Msg) error 
 		}
 		if p.Type == events.MetricsLogged {
 			d.mu.Lock()
+			if redelivered(m) {
+				// Another ingest process may have appended these rows
+				// before it died: its appends are not in our state, and
+				// JetStream's duplicate window may have passed.
+				if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
+					d.mu.Unlock()
+					return err
+				}
+			}
 			dec := policy.Decide(d.state, p)
 			if dec.Rejection != nil {
 				// Our state may be behind another ingest process: look
@@ -311,9 +323,13 @@ type asyncNotice struct {
 	out      Outcome
 }
 
-// decideControl decides a non-metric proposal and appends its events one by
-// one, each conditional on its aggregate's last sequence; on a conflict the
-// aggregate is refreshed from the log and the proposal decided again.
+// decideControl decides a non-metric proposal and appends its events, all
+// or nothing (an atomic batch when there are several), each aggregate's
+// first event conditional on the aggregate's last sequence as the decision
+// saw it. On a conflict the aggregates are refreshed from the log and the
+// proposal decided again; if an earlier attempt (before a crash, or whose
+// acknowledgement was lost) already appended them, the refresh shows it and
+// the proposal is answered as a duplicate.
 func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, error) {
 	for attempt := 0; ; attempt++ {
 		d.mu.Lock()
@@ -327,49 +343,71 @@ func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, e
 			}
 			dec = policy.Decide(d.state, p)
 		}
+		msgs, err := d.messages(dec.Events)
 		d.mu.Unlock()
+		if err != nil {
+			return Outcome{}, err
+		}
 		if dec.Rejection != nil {
 			d.recordRejection(ctx, p, dec.Rejection)
 			return outcome(dec), nil
 		}
 		out := outcome(dec)
-		conflict := false
-		for _, e := range dec.Events {
-			data, err := events.Encode(e)
-			if err != nil {
-				return out, fmt.Errorf("encode %s: %w", e.ID, err)
-			}
-			d.mu.RLock()
-			expect := d.state.Seq(e.Entity, e.Project)
-			d.mu.RUnlock()
-			seq, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data,
-				ExpectSubject: d.subj.Aggregate(e.Entity, e.Project), ExpectSeq: expect})
-			if errors.Is(err, bus.ErrConflict) && attempt < 20 {
-				d.mu.Lock()
-				rerr := d.refresh(ctx, e.Entity, e.Project)
-				d.mu.Unlock()
-				if rerr != nil {
-					return out, rerr
-				}
-				conflict = true
-				break
-			}
-			if err != nil {
-				return out, fmt.Errorf("append %s: %w", e.Type, err)
-			}
-			d.mu.Lock()
-			d.state.Apply(seq, e)
-			d.mu.Unlock()
-			out.Seq = seq
+		var seqs []uint64
+		switch len(msgs) {
+		case 0:
+		case 1:
+			var seq uint64
+			seq, err = bus.Append(ctx, d.js, msgs[0])
+			seqs = []uint64{seq}
+		default:
+			seqs, err = bus.AppendBatch(ctx, d.nc, msgs)
 		}
-		if conflict {
+		if (errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrAlreadyAppended)) && attempt < 20 {
+			d.mu.Lock()
+			for _, e := range dec.Events {
+				if err := d.refresh(ctx, e.Entity, e.Project); err != nil {
+					d.mu.Unlock()
+					return out, err
+				}
+			}
+			d.mu.Unlock()
 			continue
 		}
-		d.mu.RLock()
+		if err != nil {
+			return out, fmt.Errorf("append %s: %w", p.Type, err)
+		}
+		d.mu.Lock()
+		for i, e := range dec.Events {
+			d.state.Apply(seqs[i], e)
+			out.Seq = seqs[i]
+		}
 		d.describeRun(p, &out)
-		d.mu.RUnlock()
+		d.mu.Unlock()
 		return out, nil
 	}
+}
+
+// messages encodes a decision's events for appending. The first event of
+// each aggregate carries the expectation that the aggregate's last sequence
+// is the one the decision saw (d.mu must be held, so that the state cannot
+// move between the decision and its expectations).
+func (d *Decider) messages(evs []events.Event) ([]bus.Msg, error) {
+	msgs := make([]bus.Msg, 0, len(evs))
+	seen := map[string]bool{}
+	for _, e := range evs {
+		data, err := events.Encode(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", e.ID, err)
+		}
+		m := bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data}
+		if agg := policy.ProjectKey(e.Entity, e.Project); !seen[agg] {
+			seen[agg] = true
+			m.ExpectSubject, m.ExpectSeq = d.subj.Aggregate(e.Entity, e.Project), d.state.Seq(e.Entity, e.Project)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
 }
 
 func outcome(dec policy.Decision) Outcome {
@@ -390,6 +428,8 @@ func (d *Decider) describeRun(p events.Event, out *Outcome) {
 	if proj, ok := d.state.Project(p.Entity, p.Project); ok && out.Run != "" {
 		if r := proj.Runs[out.Run]; r != nil {
 			out.RunName, out.RunState = r.Name, r.State
+			last := r.LastStep
+			out.LastStep = &last
 		}
 	}
 }
@@ -414,6 +454,13 @@ func (d *Decider) proposal(m jetstream.Msg) (events.Event, error) {
 		p.Time = events.IDTime(p.ID)
 	}
 	return p, nil
+}
+
+// redelivered reports whether JetStream delivered m before (to a decider
+// that did not acknowledge it).
+func redelivered(m jetstream.Msg) bool {
+	md, err := m.Metadata()
+	return err != nil || md.NumDelivered > 1
 }
 
 func msgID(m jetstream.Msg) string {
@@ -457,9 +504,10 @@ func (d *Decider) notify(proposalID string, out Outcome) {
 	}
 }
 
-// seed creates the first site admin and its key when the log has no users.
-// The append is conditional on the admin's entity having no events, so two
-// processes starting at once create it once.
+// seed creates the first site admin and its key when the log has no users,
+// in one atomic batch conditional on the admin's entity having no events, so
+// two processes starting at once create it once and a crash never leaves an
+// admin without its key.
 func (d *Decider) seed(ctx context.Context) error {
 	if d.Seed == nil || len(d.state.Users) > 0 {
 		return nil
@@ -472,21 +520,23 @@ func (d *Decider) seed(ctx context.Context) error {
 	}
 	for i := range evs {
 		e := &evs[i]
-		e.ID, e.Type, e.Version = events.DerivedID(id, i), e.Payload.EventType(), 1
+		e.ID, e.Type = events.DerivedID(id, i), e.Payload.EventType()
+		e.Version = events.CurrentVersion(e.Type)
 		e.Entity, e.Actor, e.Time, e.Cause = d.Seed.Username, d.Seed.Username, now, id
-		data, err := events.Encode(*e)
-		if err != nil {
-			return err
-		}
-		seq, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Event(*e), ID: e.ID, Data: data,
-			ExpectSubject: d.subj.Aggregate(e.Entity, ""), ExpectSeq: d.state.Seq(e.Entity, "")})
-		if errors.Is(err, bus.ErrConflict) {
-			return d.load(ctx) // another process seeded first
-		}
-		if err != nil {
-			return fmt.Errorf("create the first admin: %w", err)
-		}
-		d.state.Apply(seq, *e)
+	}
+	msgs, err := d.messages(evs)
+	if err != nil {
+		return err
+	}
+	seqs, err := bus.AppendBatch(ctx, d.nc, msgs)
+	if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrAlreadyAppended) {
+		return d.load(ctx) // another process seeded first
+	}
+	if err != nil {
+		return fmt.Errorf("create the first admin: %w", err)
+	}
+	for i, e := range evs {
+		d.state.Apply(seqs[i], e)
 	}
 	d.SeedCreated = true
 	return nil

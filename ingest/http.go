@@ -46,6 +46,7 @@ func (h *Edge) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/log", h.handle(h.logMetrics))
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/summary", h.handle(h.updateSummary))
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/finish", h.handle(h.finishRun))
+	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/heartbeat", h.handle(h.heartbeat))
 }
 
 type call struct {

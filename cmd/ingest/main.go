@@ -42,6 +42,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	httpAddr := fs.String("http.addr", "127.0.0.1:8081", "HTTP address of the write API and the W&B endpoints")
 	replicas := fs.Int("nats.replicas", 1, "stream replicas (3 in a JetStream cluster)")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	crashAfter := fs.Duration("runs.crash-after", policy.DefaultCrashAfter, "mark a running run crashed after this long without a heartbeat or a log")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
 	}
@@ -56,7 +57,11 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer b.Close()
+	if *crashAfter <= 0 {
+		return cli.UsageError{Msg: fmt.Sprintf("-runs.crash-after must be positive, not %s", *crashAfter)}
+	}
 	in := app.NewIngest(b)
+	in.SetCrashAfter(*crashAfter)
 	if key := os.Getenv("LOGBOOK_ADMIN_API_KEY"); key != "" {
 		if err := ingest.ValidateAPIKey(key); err != nil {
 			return fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
@@ -79,6 +84,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancel()
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return app.Serve(ctx, ln, app.CleanPaths(mux), log) }, func(error) { cancel() })
 	return g.Run()
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/wandb"
 )
 
@@ -59,20 +60,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	natsAddr := fs.String("nats.addr", "127.0.0.1:4222", "client address of the embedded NATS server (port 0 picks a free one)")
 	durable := fs.Bool("durable", false, "fsync every JetStream write and every read-model batch (survives power loss; slower)")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	crashAfter := fs.Duration("runs.crash-after", policy.DefaultCrashAfter, "mark a running run crashed after this long without a heartbeat or a log")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
+	}
+	if *crashAfter <= 0 {
+		return cli.UsageError{Msg: fmt.Sprintf("-runs.crash-after must be positive, not %s", *crashAfter)}
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
 	return app.AllInOne(ctx, app.AllInOneConfig{
-		DataDir:  *dataDir,
-		HTTPAddr: *httpAddr,
-		NATSAddr: *natsAddr,
-		AdminKey: os.Getenv("LOGBOOK_ADMIN_API_KEY"),
-		Durable:  *durable,
-		Log:      log,
-		Routes:   wandb.Routes,
+		DataDir:    *dataDir,
+		HTTPAddr:   *httpAddr,
+		NATSAddr:   *natsAddr,
+		AdminKey:   os.Getenv("LOGBOOK_ADMIN_API_KEY"),
+		Durable:    *durable,
+		CrashAfter: *crashAfter,
+		Log:        log,
+		Routes:     wandb.Routes,
 	}, stdout, nil)
 }
