@@ -10,6 +10,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -58,6 +59,7 @@ type Store struct {
 	mu      sync.Mutex
 	seq     uint64
 	changed chan struct{} // closed and replaced whenever seq advances
+	sparse  bool          // fed a filtered part of the log: gaps are expected
 }
 
 // Options configure Open.
@@ -66,6 +68,9 @@ type Options struct {
 	// SyncWrites makes every batch commit durable before it returns.
 	SyncWrites bool
 	InMemory   bool
+	// Sparse stores are fed a filtered part of the log (time travel over
+	// one project), so sequence gaps are expected rather than an error.
+	Sparse bool
 }
 
 // Open opens (or creates) the read model in dir. A read model written by
@@ -80,7 +85,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open read model in %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, changed: make(chan struct{})}
+	s := &Store{db: db, changed: make(chan struct{}), sparse: o.Sparse}
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		s.seq, err = getUint(txn, keySeq)
@@ -153,7 +158,7 @@ func (s *Store) Apply(batch []Record) error {
 		if r.Seq <= last {
 			continue
 		}
-		if r.Seq != last+1 {
+		if r.Seq != last+1 && !s.sparse {
 			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
 		}
 		if err := f.applyAt(r.Seq, r.Event); err != nil {
@@ -257,6 +262,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 type RawRecord struct {
 	Seq  uint64
 	Data []byte
+	Time time.Time // when the log stored it
 }
 
 // Source delivers the log in order, in batches, starting at sequence from;
