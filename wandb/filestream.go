@@ -117,8 +117,15 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// "uploaded" names files whose PUT succeeded: they are in the object
-	// store already. "preempting" and heartbeats ({}) need no action: a
-	// request of any kind shows the run is alive.
+	// store already. Any other request, a heartbeat ({}) or "preempting"
+	// included, shows the run is alive: the crash detector hears of it
+	// (ingest records a heartbeat only when the run has been quiet).
+	if !body.Complete {
+		_, err := s.in.Edge.Heartbeat(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run)
+		if !stored(edgeRejection(err)) {
+			return
+		}
+	}
 	if body.Complete {
 		code := 0
 		if body.ExitCode != nil {
@@ -154,16 +161,9 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		if len(rows) == 0 {
 			return nil, nil
 		}
-		out, err := s.in.Edge.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows)
+		_, err := s.in.Edge.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows)
 		rows, size = nil, 0
-		if err != nil {
-			var he *httpx.Error
-			if errors.As(err, &he) && he.Status < 500 {
-				return &policy.Rejection{Code: policy.Code(he.Code), Message: he.Message}, nil
-			}
-			return nil, err
-		}
-		return out.Rejection, nil
+		return edgeRejection(err)
 	}
 	last := int64(-1)
 	for i, line := range ch.Content {
@@ -250,4 +250,14 @@ func (s *Server) writeLines(ctx context.Context, c *caller, entity, project, run
 		}
 	}
 	return flush()
+}
+
+// edgeRejection splits an error of the ingest edge into a policy refusal
+// (a 4xx) and a failure of Logbook itself.
+func edgeRejection(err error) (*policy.Rejection, error) {
+	var he *httpx.Error
+	if errors.As(err, &he) && he.Status < 500 {
+		return &policy.Rejection{Code: policy.Code(he.Code), Message: he.Message}, nil
+	}
+	return nil, err
 }
