@@ -117,6 +117,8 @@ type EmbeddedOptions struct {
 	Port int // -1 for a random port
 	// SyncAlways makes JetStream fsync every write (durable mode).
 	SyncAlways bool
+	// Auth, when set, turns on authentication (see EmbeddedAuth).
+	Auth *EmbeddedAuth
 }
 
 // StartEmbedded starts an in-process nats-server with JetStream and waits
@@ -136,6 +138,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
+	o.Auth.configure(opts)
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats: %w", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,10 +26,13 @@ type Edge struct {
 	Decider  *Decider
 	Proposer *Proposer
 	Log      *slog.Logger
+	// Limits, when set, rate-limits requests per API key (429 rate_limited).
+	Limits *KeyLimiter
 }
 
 // Register adds the write routes to mux.
 func (h *Edge) Register(mux *http.ServeMux) {
+	h.registerAccess(mux)
 	mux.HandleFunc("POST /api/v1/users", h.handle(h.createUser))
 	mux.HandleFunc("POST /api/v1/users/{username}/keys", h.handle(h.createKey))
 	mux.HandleFunc("DELETE /api/v1/users/{username}/keys/{key}", h.handle(h.revokeKey))
@@ -70,6 +74,13 @@ func (h *Edge) handle(fn handlerFunc) http.HandlerFunc {
 		if err != nil {
 			httpx.WriteError(w, h.Log, err)
 			return
+		}
+		if key, _ := httpx.APIKey(r); h.Limits != nil {
+			if ok, wait := h.Limits.Allow(policy.HashKey(key), time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+				httpx.WriteError(w, h.Log, RateLimitError(wait))
+				return
+			}
 		}
 		id := r.Header.Get("Idempotency-Key")
 		if id != "" {
