@@ -348,9 +348,10 @@ func mergeConfig(base, upd json.RawMessage) json.RawMessage {
 	return out
 }
 
-// logMetrics writes one history chunk per metric: the rows of a batch have
-// strictly increasing steps, all after the run's previous last step, so
-// chunks never overlap and a step range is one contiguous key range.
+// logMetrics appends a batch to the history of each of its metrics (see
+// appendHistory): the rows of a batch have strictly increasing steps, all
+// after the run's previous last step, so chunks never overlap and a step
+// range is one contiguous key range.
 func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
 	if len(pl.Rows) == 0 {
 		return nil
@@ -365,7 +366,6 @@ func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
 				r.Metrics[k] = m
 			}
 			m.Last, m.Step = v, row.Step
-			m.Count++
 			fv := float64(v)
 			if !math.IsNaN(fv) {
 				if math.IsNaN(float64(m.Min)) || fv < float64(m.Min) {
@@ -383,8 +383,7 @@ func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		pts := perMetric[k]
-		if err := f.set(stepKey(histMetricPrefix(r.Entity, r.Project, r.ID, k), pts[0].Step), encodeChunk(pts)); err != nil {
+		if err := f.appendHistory(histMetricPrefix(r.Entity, r.Project, r.ID, k), r.Metrics[k], perMetric[k]); err != nil {
 			return err
 		}
 	}

@@ -49,6 +49,9 @@ type MetricSummary struct {
 	Max   events.Value `json:"max"`
 	Step  int64        `json:"step"`
 	Count int64        `json:"count"`
+	// ChunkStep is the first step of the metric's last history chunk
+	// (where the next points go while it has room).
+	ChunkStep int64 `json:"chunk_step"`
 }
 
 // Run is a run's document.

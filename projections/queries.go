@@ -187,10 +187,7 @@ func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Poi
 			}
 			stop := false
 			err := it.Item().Value(func(v []byte) error {
-				decodeChunk(v, func(p Point) bool {
-					if p.Step < q.MinStep {
-						return true
-					}
+				_, err := decodeChunk(v, q.MinStep, func(p Point) bool {
 					if p.Step > maxStep || (q.Limit > 0 && n >= q.Limit) || !fn(p) {
 						stop = true
 						return false
@@ -198,7 +195,7 @@ func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Poi
 					n++
 					return true
 				})
-				return nil
+				return err
 			})
 			if err != nil || stop {
 				return err

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 	"time"
@@ -19,7 +18,7 @@ import (
 
 // Version is the projection version: bump it whenever the fold changes, and
 // a read model written by another version is rebuilt from the log.
-const Version = 1
+const Version = 2
 
 // Key layout. Names cannot contain '/', metric keys can, so the metric part
 // of a history key is separated by 0x00.
@@ -214,33 +213,6 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 		return err
 	}
 	return it.Value(func(b []byte) error { return json.Unmarshal(b, v) })
-}
-
-// encodeChunk encodes a run of points of one metric: 24 bytes a point
-// (step, time, value), steps increasing.
-func encodeChunk(pts []Point) []byte {
-	b := make([]byte, 0, 24*len(pts))
-	for _, p := range pts {
-		b = binary.BigEndian.AppendUint64(b, uint64(p.Step))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(p.Time))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(p.Value)))
-	}
-	return b
-}
-
-func decodeChunk(b []byte, fn func(Point) bool) bool {
-	for len(b) >= 24 {
-		p := Point{
-			Step:  int64(binary.BigEndian.Uint64(b)),
-			Time:  math.Float64frombits(binary.BigEndian.Uint64(b[8:])),
-			Value: events.Value(math.Float64frombits(binary.BigEndian.Uint64(b[16:]))),
-		}
-		if !fn(p) {
-			return false
-		}
-		b = b[24:]
-	}
-	return true
 }
 
 func stepKey(prefix []byte, step int64) []byte {
