@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -11,10 +12,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/oklog/run"
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/ingest"
+	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 	"github.com/logbook/logbook/query"
@@ -28,6 +31,10 @@ type AllInOneConfig struct {
 	// AdminKey is the first site admin's API key; empty generates one.
 	AdminKey string
 	Durable  bool
+	// KeyRate and KeyBurst rate-limit each API key at the HTTP edge
+	// (ingest.DefaultKeyRate and DefaultKeyBurst if zero).
+	KeyRate  float64
+	KeyBurst int
 	// CrashAfter is how long a running run may stay quiet before it is
 	// marked crashed (policy.DefaultCrashAfter if zero).
 	CrashAfter time.Duration
@@ -58,14 +65,20 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	if err != nil {
 		return fmt.Errorf("-nats.addr: %w", err)
 	}
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Dir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.Durable})
+	// Clients authenticate with their API key through the auth callout;
+	// Logbook's own connection uses a password generated for this run.
+	auth, issuer, err := embeddedAuth()
+	if err != nil {
+		return err
+	}
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Dir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.Durable, Auth: auth})
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
 	natsURL := bus.ClientURL(ns)
 
-	b, err := ConnectBus(ctx, natsURL, "logbook", bus.DefaultConfig(), log)
+	b, err := ConnectBus(ctx, natsURL, "logbook", bus.DefaultConfig(), log, nats.UserInfo(auth.User, auth.Password))
 	if err != nil {
 		return err
 	}
@@ -82,6 +95,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 		return fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
 	}
 	in.Decider.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(adminKey)}
+	in.Edge.Limits = ingest.NewKeyLimiter(cmp.Or(c.KeyRate, ingest.DefaultKeyRate), cmp.Or(c.KeyBurst, ingest.DefaultKeyBurst))
 
 	proj, err := OpenProjector(b, projections.Options{Dir: filepath.Join(c.DataDir, "readmodel"), SyncWrites: c.Durable})
 	if err != nil {
@@ -107,6 +121,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.Callout(issuer, natsauth.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
 	g.Add(func() error { return Serve(ctx, ln, CleanPaths(mux), log) }, func(error) { cancel() })
 	g.Add(func() error {

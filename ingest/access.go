@@ -260,6 +260,13 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, filt
 	return nil
 }
 
+// Default per-key limits: a client batches its metrics, so even a busy
+// training job makes a few requests a second.
+const (
+	DefaultKeyRate  = 100 // requests per second, on average
+	DefaultKeyBurst = 200
+)
+
 // KeyLimiter is a per-API-key rate limit (a token bucket per key hash).
 type KeyLimiter struct {
 	Rate  rate.Limit

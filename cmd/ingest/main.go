@@ -42,6 +42,9 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	httpAddr := fs.String("http.addr", "127.0.0.1:8081", "HTTP address of the write API and the W&B endpoints")
 	replicas := fs.Int("nats.replicas", 1, "stream replicas (3 in a JetStream cluster)")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	natsAuth := app.NATSAuthFlags(fs, true)
+	keyRate := fs.Float64("http.key-rate", ingest.DefaultKeyRate, "requests per second allowed per API key, on average (429 rate_limited beyond)")
+	keyBurst := fs.Int("http.key-burst", ingest.DefaultKeyBurst, "burst of requests allowed per API key")
 	crashAfter := fs.Duration("runs.crash-after", policy.DefaultCrashAfter, "mark a running run crashed after this long without a heartbeat or a log")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
@@ -52,7 +55,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg := bus.DefaultConfig()
 	cfg.Replicas = *replicas
-	b, err := app.ConnectBus(ctx, *natsURL, "logbook-ingest", cfg, log)
+	b, err := app.ConnectBus(ctx, *natsURL, "logbook-ingest", cfg, log, natsAuth.Options()...)
 	if err != nil {
 		return err
 	}
@@ -62,6 +65,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	in := app.NewIngest(b)
 	in.SetCrashAfter(*crashAfter)
+	in.Edge.Limits = ingest.NewKeyLimiter(*keyRate, *keyBurst)
 	if key := os.Getenv("LOGBOOK_ADMIN_API_KEY"); key != "" {
 		if err := ingest.ValidateAPIKey(key); err != nil {
 			return fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
@@ -84,6 +88,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancel()
 	var g run.Group
 	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.ServeCallout(ctx, natsAuth, *natsURL) }, func(error) { cancel() })
 	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return app.Serve(ctx, ln, app.CleanPaths(mux), log) }, func(error) { cancel() })
 	return g.Run()

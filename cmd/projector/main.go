@@ -36,6 +36,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dataDir := fs.String("data.dir", "./logbook-readmodel", "directory of this replica's Badger read model")
 	replicas := fs.Int("nats.replicas", 1, "stream replicas (3 in a JetStream cluster)")
 	durable := fs.Bool("durable", false, "fsync every read-model batch")
+	natsAuth := app.NATSAuthFlags(fs, false)
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
@@ -46,7 +47,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg := bus.DefaultConfig()
 	cfg.Replicas = *replicas
-	b, err := app.ConnectBus(ctx, *natsURL, "logbook-projector", cfg, log)
+	b, err := app.ConnectBus(ctx, *natsURL, "logbook-projector", cfg, log, natsAuth.Options()...)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	httpAddr := fs.String("http.addr", "127.0.0.1:8082", "HTTP address of the read API")
 	prefix := fs.String("nats.prefix", bus.DefaultConfig().Subjects.Prefix, "subject prefix")
+	natsAuth := app.NATSAuthFlags(fs, false)
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
@@ -44,7 +45,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nc, _, err := bus.Connect(*natsURL, "logbook-query")
+	nc, _, err := bus.Connect(*natsURL, "logbook-query", natsAuth.Options()...)
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/logbook/logbook/natsauth"
 )
 
 // UsageError is a mistake on the command line.
@@ -68,6 +72,11 @@ const usage = `usage:
   logbook project create <entity>/<project>
   logbook project invite <entity>/<project> <username-or-email> [-role admin|member|viewer]
   logbook runs <entity>/<project>
+  logbook key list <username>
+  logbook key revoke <username> <key-id>
+  logbook service-account create <team> <name> [-name KEY_NAME]
+  logbook audit <entity>/<project> [-limit N] [-before TIME]
+  logbook nats-secrets        (prints new NATS credentials for deploy/auth.conf)
 admin commands use LOGBOOK_URL (default http://127.0.0.1:8080) and LOGBOOK_API_KEY`
 
 // Run runs an admin subcommand against a running Logbook.
@@ -76,7 +85,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		return UsageError{usage}
 	}
 	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && (cmd == "user" || cmd == "key" || cmd == "team" || cmd == "project") {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && (cmd == "user" || cmd == "key" || cmd == "team" || cmd == "project" || cmd == "service-account") {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -84,6 +93,8 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	email := fs.String("email", "", "email address")
 	name := fs.String("name", "", "display name (users) or key name (keys)")
 	role := fs.String("role", "", "role")
+	limit := fs.Int("limit", 0, "number of audit entries (default 100)")
+	before := fs.String("before", "", "audit entries before this time (RFC 3339)")
 	// Flags may follow positional arguments.
 	var pos []string
 	rest := args[1:]
@@ -157,6 +168,42 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 			inv["username"] = pos[1]
 		}
 		method, path, body = "POST", "/api/v1/projects/"+e+"/"+p+"/members", inv
+	case "key list":
+		if err := need(1); err != nil {
+			return err
+		}
+		method, path = "GET", "/api/v1/users/"+pos[0]+"/keys"
+	case "key revoke":
+		if err := need(2); err != nil {
+			return err
+		}
+		method, path = "DELETE", "/api/v1/users/"+pos[0]+"/keys/"+pos[1]
+	case "service-account create":
+		if err := need(2); err != nil {
+			return err
+		}
+		method, path, body = "POST", "/api/v1/teams/"+pos[0]+"/service-accounts", map[string]string{"username": pos[1], "key_name": *name}
+	case "audit":
+		if err := need(1); err != nil {
+			return err
+		}
+		e, p, err := split(pos[0])
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		if *limit > 0 {
+			q.Set("limit", strconv.Itoa(*limit))
+		}
+		if *before != "" {
+			q.Set("before", *before)
+		}
+		method, path = "GET", "/api/v1/projects/"+e+"/"+p+"/audit"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+	case "nats-secrets":
+		return natsSecrets(out)
 	case "runs":
 		if err := need(1); err != nil {
 			return err
@@ -208,5 +255,25 @@ func call(ctx context.Context, method, path string, body any, out io.Writer) err
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
 	}
 	_, err = fmt.Fprintf(out, "%s\n", bytes.TrimSpace(b))
+	return err
+}
+
+// natsSecrets prints fresh credentials for deploy/auth.conf as shell
+// exports: Logbook's NATS password and the auth callout's issuer.
+func natsSecrets(out io.Writer) error {
+	issuer, err := natsauth.GenerateIssuer()
+	if err != nil {
+		return err
+	}
+	seed, err := issuer.Seed()
+	if err != nil {
+		return err
+	}
+	pub, err := issuer.PublicKey()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "export LOGBOOK_NATS_PASSWORD=%s\nexport LOGBOOK_NATS_ISSUER_SEED=%s\nexport LOGBOOK_NATS_ISSUER=%s\n",
+		natsauth.NewPassword(), seed, pub)
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,19 +23,37 @@ type system struct {
 	WriteURL, ReadURL string
 	NATSURL           string
 	DataDir           string
+	// processes are the separate processes whose output is captured (for
+	// the test that no key reaches a log).
+	processes []*proc
+	// logs is the all-in-one's captured log.
+	logs *syncBuffer
 }
 
 // mustAllInOne starts the all-in-one Logbook in this process on random
 // ports with its data in a temp dir.
 func mustAllInOne(t *testing.T) system {
 	t.Helper()
+	return mustAllInOneWith(t, nil)
+}
+
+// mustAllInOneWith is mustAllInOne with the configuration changed by
+// configure (if not nil). Its debug log is captured in system.logs.
+func mustAllInOneWith(t *testing.T, configure func(*app.AllInOneConfig)) system {
+	t.Helper()
+	logs := &syncBuffer{}
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)
+	cfg := app.AllInOneConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
+		AdminKey: adminKey, Routes: routes,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if configure != nil {
+		configure(&cfg)
+	}
 	go func() {
-		done <- app.AllInOne(ctx, app.AllInOneConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-			AdminKey: adminKey, Routes: routes}, io.Discard, func(a app.Addrs) { ready <- a })
+		done <- app.AllInOne(ctx, cfg, logs, func(a app.Addrs) { ready <- a })
 	}()
 	var a app.Addrs
 	select {
@@ -50,7 +69,7 @@ func mustAllInOne(t *testing.T) system {
 			t.Errorf("logbook stopped with: %v", err)
 		}
 	})
-	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir}
+	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir, logs: logs}
 }
 
 // api is a caller with an API key.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,9 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/logbook/logbook/internal/cli"
 )
 
 // binaries builds nats-server (from its Go module) and the three Logbook
@@ -149,7 +153,15 @@ func mustProcesses(t *testing.T) system {
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ns := start(t, "nats-server", nil, filepath.Join(bin, "nats-server"),
+	authConf, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), authConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secrets := mustNATSSecrets(t)
+	ns := start(t, "nats-server", secrets, filepath.Join(bin, "nats-server"),
 		"-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort))
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	deadline := time.Now().Add(30 * time.Second)
@@ -166,7 +178,7 @@ func mustProcesses(t *testing.T) system {
 	}
 	ingestAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	queryAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"LOGBOOK_ADMIN_API_KEY=" + adminKey, "LOGBOOK_NATS_URL=" + natsURL}
+	env := append([]string{"LOGBOOK_ADMIN_API_KEY=" + adminKey, "LOGBOOK_NATS_URL=" + natsURL}, secrets...)
 	in := start(t, "ingest", env, filepath.Join(bin, "ingest"), "-http.addr", ingestAddr)
 	start(t, "projector", env, filepath.Join(bin, "projector"), "-data.dir", filepath.Join(dir, "readmodel"))
 	q := start(t, "query", env, filepath.Join(bin, "query"), "-http.addr", queryAddr)
@@ -185,7 +197,8 @@ func mustProcesses(t *testing.T) system {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir}
+	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir,
+		processes: []*proc{ns, in}}
 }
 
 // TestSharedProjectScenarioProcesses runs the scenario through nats-server,
@@ -196,4 +209,19 @@ func TestSharedProjectScenarioProcesses(t *testing.T) {
 	}
 	sys := mustProcesses(t)
 	runScenario(t, sys)
+}
+
+// mustNATSSecrets makes the credentials deploy/auth.conf reads from the
+// environment, as `logbook nats-secrets` prints them.
+func mustNATSSecrets(t *testing.T) []string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"nats-secrets"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		env = append(env, strings.TrimPrefix(line, "export "))
+	}
+	return env
 }
