@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -58,7 +59,7 @@ func init() {
 	register[ProjectCreatedV1](1, nil)
 	register[MemberInvitedV1](1, nil)
 	register[MemberJoinedV1](1, nil)
-	register[InviteRevokedV1](1, nil)
+	register[InviteRevokedV2](2, map[int]Upcaster{1: upcastInviteRevokedV1})
 	register[RoleChangedV1](1, nil)
 	register[MemberRemovedV1](1, nil)
 	register[ProjectDeletedV1](1, nil)
@@ -72,6 +73,18 @@ func init() {
 	register[RunDeletedV1](1, nil)
 	register[RunLinesWrittenV1](1, nil)
 	register[RunHeartbeatRecordedV1](1, nil)
+}
+
+// upcastInviteRevokedV1: v1 {"email": as typed} -> v2 {"email": lower-case,
+// "role": omitted (v1 did not record it)}.
+func upcastInviteRevokedV1(payload json.RawMessage) (json.RawMessage, error) {
+	var v1 struct {
+		Email string `json:"email"`
+	}
+	if err := json.Unmarshal(payload, &v1); err != nil {
+		return nil, err
+	}
+	return json.Marshal(InviteRevokedV2{Email: strings.ToLower(v1.Email)})
 }
 
 // Types lists every registered event type.

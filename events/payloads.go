@@ -99,9 +99,15 @@ type MemberJoinedV1 struct {
 	Role     Role   `json:"role"`
 }
 
-// InviteRevokedV1 withdraws a pending email invite.
-type InviteRevokedV1 struct {
+// InviteRevokedV2 withdraws a pending email invite. Email is lower-case
+// (invites are matched case-insensitively) and Role is the role the invite
+// offered, so the log says what was withdrawn.
+//
+// Version 1 was {"email"} with the address as typed; upcastInviteRevokedV1
+// lower-cases it and leaves the role empty (unknown).
+type InviteRevokedV2 struct {
 	Email string `json:"email"`
+	Role  Role   `json:"role,omitempty"`
 }
 
 // RoleChangedV1 changes a member's role.
@@ -217,7 +223,7 @@ func (TeamMemberJoinedV1) EventType() Type     { return TeamMemberJoined }
 func (ProjectCreatedV1) EventType() Type       { return ProjectCreated }
 func (MemberInvitedV1) EventType() Type        { return MemberInvited }
 func (MemberJoinedV1) EventType() Type         { return MemberJoined }
-func (InviteRevokedV1) EventType() Type        { return InviteRevoked }
+func (InviteRevokedV2) EventType() Type        { return InviteRevoked }
 func (RoleChangedV1) EventType() Type          { return RoleChanged }
 func (MemberRemovedV1) EventType() Type        { return MemberRemoved }
 func (ProjectDeletedV1) EventType() Type       { return ProjectDeleted }

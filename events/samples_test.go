@@ -21,7 +21,7 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ProjectCreatedV1{Name: "awesome-segmentation", Description: "segmentation experiments"}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: MemberInvitedV1{Email: "carol@example.com", Role: RoleViewer}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: MemberJoinedV1{Username: "bob", Role: RoleMember}},
-	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: InviteRevokedV1{Email: "dave@example.com"}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: InviteRevokedV2{Email: "dave@example.com", Role: RoleMember}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: RoleChangedV1{Username: "bob", Role: RoleAdmin}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: MemberRemovedV1{Username: "bob"}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ProjectDeletedV1{}},

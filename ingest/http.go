@@ -355,7 +355,7 @@ func (h *Edge) removeMember(c *call) (int, any, error) {
 }
 
 func (h *Edge) revokeInvite(c *call) (int, any, error) {
-	return h.projectOp(c, events.InviteRevokedV1{Email: c.r.PathValue("email")})
+	return h.projectOp(c, events.InviteRevokedV2{Email: c.r.PathValue("email")})
 }
 
 // StartRunRequest is the body of a run start.

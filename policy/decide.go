@@ -174,14 +174,15 @@ func decide(s *State, actor *User, p events.Event) Decision {
 			return d
 		}
 		return decideInvite(s, proj, pl, in)
-	case events.InviteRevokedV1:
+	case events.InviteRevokedV2:
 		if d, ok := need(role, ManageMembers); !ok {
 			return d
 		}
-		if _, ok := proj.Pending[strings.ToLower(pl.Email)]; !ok {
+		offered, ok := proj.Pending[strings.ToLower(pl.Email)]
+		if !ok {
 			return reject(CodeInviteNotFound, "there is no pending invite for %q", pl.Email)
 		}
-		return accept(in(pl))
+		return accept(in(events.InviteRevokedV2{Email: strings.ToLower(pl.Email), Role: offered}))
 	case events.RoleChangedV1:
 		if d, ok := need(role, ManageMembers); !ok {
 			return d

@@ -115,7 +115,7 @@ func proposalCases() []proposalCase {
 		{"member_removed (yourself: leave)", LeaveProject, ScopeProject, func(a string) events.Event {
 			return events.Event{Entity: "acme", Project: "proj", Payload: events.MemberRemovedV1{Username: a}}
 		}},
-		{"invite_revoked", ManageMembers, ScopeProject, proj(events.InviteRevokedV1{Email: "pending@example.com"})},
+		{"invite_revoked", ManageMembers, ScopeProject, proj(events.InviteRevokedV2{Email: "pending@example.com"})},
 		{"project_deleted", DeleteProject, ScopeProject, proj(events.ProjectDeletedV1{})},
 		{"run_started", StartRun, ScopeProject, proj(events.RunStartedV1{Name: "x"})},
 		{"run_started (resume another member's run)", WriteAnyRun, ScopeProject, proj(events.RunStartedV1{RunID: "other", Resume: "allow"})},

@@ -251,7 +251,7 @@ func (s *State) Apply(seq uint64, e events.Event) {
 		if p != nil && pl.Username == "" && pl.Email != "" {
 			p.Pending[strings.ToLower(pl.Email)] = pl.Role
 		}
-	case events.InviteRevokedV1:
+	case events.InviteRevokedV2:
 		if p != nil {
 			delete(p.Pending, strings.ToLower(pl.Email))
 		}

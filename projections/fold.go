@@ -209,7 +209,7 @@ func (f *fold) apply(e events.Event) error {
 			p.Pending[strings.ToLower(pl.Email)] = pl.Role
 		}
 		return nil
-	case events.InviteRevokedV1:
+	case events.InviteRevokedV2:
 		delete(p.Pending, strings.ToLower(pl.Email))
 		return nil
 	case events.MemberJoinedV1:
