@@ -30,6 +30,8 @@ type fold struct {
 	runs     map[string]*Run
 	projects map[string]*Project
 	teams    map[string]*Team
+
+	idx *runIndex // told about every committed run document (may be nil)
 }
 
 func newFold(db *badger.DB) *fold {
@@ -82,6 +84,7 @@ func (f *fold) flush(seq uint64) error {
 	if err := f.txn.Commit(); err != nil {
 		return fmt.Errorf("commit read model at seq %d: %w", seq, err)
 	}
+	f.idx.update(f.runs, f.projects)
 	f.txn = f.db.NewTransaction(true)
 	f.size = 0
 	clear(f.runs)

@@ -59,6 +59,9 @@ type Store struct {
 	seq     uint64
 	changed chan struct{} // closed and replaced whenever seq advances
 	sparse  bool          // fed a filtered part of the log: gaps are expected
+
+	idxOnce sync.Once
+	idx     *runIndex // runs of queried projects, kept current by Apply
 }
 
 // Options configure Open.
@@ -152,6 +155,7 @@ func (s *Store) Apply(batch []Record) error {
 	last := s.seq
 	s.mu.Unlock()
 	f := newFold(s.db)
+	f.idx = s.index()
 	n := 0
 	for _, r := range batch {
 		if r.Seq <= last {

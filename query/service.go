@@ -48,6 +48,8 @@ type Request struct {
 	// MinSeq makes the read wait until the read model has applied this
 	// stream sequence (read-your-writes after a write returned it).
 	MinSeq uint64 `json:"min_seq,omitempty"`
+	// Runs carries the parameters of run search, downsampling and export.
+	Runs *RunsRequest `json:"runs,omitempty"`
 }
 
 // Error is a read error with the HTTP status it maps to.
@@ -158,6 +160,9 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 		return s.history(r)
 	case OpLines:
 		return s.lines(r)
+	}
+	if v, ok, err := s.readRuns(ctx, r); ok {
+		return v, err
 	}
 	return nil, errorf(400, "invalid", "unknown read operation %q", r.Op)
 }

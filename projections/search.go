@@ -1,0 +1,612 @@
+package projections
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/logbook/logbook/events"
+)
+
+// RunQuery selects, orders and pages a project's runs. Empty fields match
+// everything.
+type RunQuery struct {
+	JobType string   `json:"job_type,omitempty"`
+	Group   string   `json:"group,omitempty"`
+	Owner   string   `json:"owner,omitempty"`
+	States  []string `json:"states,omitempty"`   // any of
+	TagsAny []string `json:"tags_any,omitempty"` // at least one of
+	TagsAll []string `json:"tags_all,omitempty"` // every one of
+	// Conds compare config values and summary metrics (see ParseCond).
+	Conds []Cond `json:"conds,omitempty"`
+	// Sort is "created_at" (default), "name", "updated_at" or
+	// "summary.<metric>"; Desc reverses it. Runs without the metric come
+	// last either way; ties are broken by run id.
+	Sort string `json:"sort,omitempty"`
+	Desc bool   `json:"desc,omitempty"`
+	// Cursor continues after the last run of the previous page.
+	Cursor string `json:"cursor,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// Cond is one comparison: Field "config" (Path a dotted key path such as
+// "optimizer.lr") or "summary" (Path a metric name), Op one of = != < <= >
+// >=, against Value (compared as a number when both sides are numbers).
+type Cond struct {
+	Field string `json:"field"`
+	Path  string `json:"path"`
+	Op    string `json:"op"`
+	Value string `json:"value"`
+	num   float64
+	isNum bool
+}
+
+// ParseCond parses "config.<path><op><value>" or
+// "summary.<metric><op><value>", op one of = != < <= > >=, for example
+// "config.optimizer.lr>=0.001" or "summary.val/loss<0.3".
+func ParseCond(s string) (Cond, error) {
+	var c Cond
+	switch {
+	case strings.HasPrefix(s, "config."):
+		c.Field = "config"
+	case strings.HasPrefix(s, "summary."):
+		c.Field = "summary"
+	default:
+		return c, fmt.Errorf("filter %q must start with config. or summary.", s)
+	}
+	rest := s[len(c.Field)+1:]
+	i := strings.IndexAny(rest, "=!<>")
+	if i <= 0 {
+		return c, fmt.Errorf("filter %q needs a key and one of = != < <= > >= and a value, as in config.optimizer.lr>=0.001", s)
+	}
+	c.Path = rest[:i]
+	op := rest[i:]
+	for _, o := range []string{"!=", "<=", ">=", "=", "<", ">"} {
+		if strings.HasPrefix(op, o) {
+			c.Op, c.Value = o, op[len(o):]
+			break
+		}
+	}
+	if c.Op == "" || c.Value == "" {
+		return c, fmt.Errorf("filter %q needs a key and one of = != < <= > >= and a value, as in config.optimizer.lr>=0.001", s)
+	}
+	return c, c.compile()
+}
+
+func (c *Cond) compile() error {
+	switch c.Op {
+	case "=", "!=", "<", "<=", ">", ">=":
+	default:
+		return fmt.Errorf("filter on %s.%s: unknown operator %q", c.Field, c.Path, c.Op)
+	}
+	if c.Field != "config" && c.Field != "summary" {
+		return fmt.Errorf("filters compare config or summary values, not %q", c.Field)
+	}
+	if c.Path == "" {
+		return fmt.Errorf("filter on %s needs a key", c.Field)
+	}
+	f, err := strconv.ParseFloat(c.Value, 64)
+	c.num, c.isNum = f, err == nil
+	if !c.isNum && c.Op != "=" && c.Op != "!=" {
+		return fmt.Errorf("filter %s.%s%s%s: %s compares numbers, and %q is not one", c.Field, c.Path, c.Op, c.Value, c.Op, c.Value)
+	}
+	if c.Field == "summary" && !c.isNum {
+		return fmt.Errorf("filter summary.%s%s%s: summary values are numbers, and %q is not one", c.Path, c.Op, c.Value, c.Value)
+	}
+	return nil
+}
+
+// Validate checks a query (it may have come over the wire).
+func (q *RunQuery) Validate() error {
+	for i := range q.Conds {
+		if err := q.Conds[i].compile(); err != nil {
+			return err
+		}
+	}
+	if _, err := sortOf(q.Sort); err != nil {
+		return err
+	}
+	if q.Limit < 0 {
+		return fmt.Errorf("limit must not be negative")
+	}
+	return nil
+}
+
+func (c *Cond) match(e *runEntry) bool {
+	if c.Field == "summary" {
+		v, ok := e.summary[c.Path]
+		if !ok || math.IsNaN(v) {
+			return c.Op == "!="
+		}
+		return cmpNum(v, c.Op, c.num)
+	}
+	v, ok := e.config[c.Path]
+	if !ok {
+		return c.Op == "!="
+	}
+	if x, ok := v.(float64); ok {
+		if c.isNum {
+			return cmpNum(x, c.Op, c.num)
+		}
+		return c.Op == "!="
+	}
+	if c.Op != "=" && c.Op != "!=" {
+		return false // ranges compare numbers only
+	}
+	switch x := v.(type) {
+	case string:
+		return (x == c.Value) == (c.Op == "=")
+	case bool:
+		return (strconv.FormatBool(x) == c.Value) == (c.Op == "=")
+	}
+	return c.Op == "!="
+}
+
+func cmpNum(a float64, op string, b float64) bool {
+	switch op {
+	case "=":
+		return a == b
+	case "!=":
+		return a != b
+	case "<":
+		return a < b
+	case "<=":
+		return a <= b
+	case ">":
+		return a > b
+	case ">=":
+		return a >= b
+	}
+	return false
+}
+
+// runEntry is a run in the in-memory index: the filterable and sortable
+// fields extracted once, and the API document encoded once.
+type runEntry struct {
+	run     *Run // never changed after indexing
+	config  map[string]any
+	summary map[string]float64
+	created int64
+	updated int64
+
+	once sync.Once
+	doc  []byte
+}
+
+// Doc is the run as the API shows it: the run document and its summary.
+func (e *runEntry) Doc() []byte {
+	e.once.Do(func() { e.doc, _ = MarshalRunView(e.run) })
+	return e.doc
+}
+
+// MarshalRunView encodes a run as the API shows it: its document and its
+// summary (last values overridden by explicit ones).
+func MarshalRunView(r *Run) ([]byte, error) {
+	return json.Marshal(struct {
+		*Run
+		Summary map[string]events.Value `json:"summary"`
+	}{r, r.Summary()})
+}
+
+func newEntry(r *Run, prev *runEntry) *runEntry {
+	e := &runEntry{run: r, created: r.CreatedAt.UnixNano(), updated: r.UpdatedAt.UnixNano()}
+	if prev != nil && bytes.Equal(prev.run.Config, r.Config) {
+		e.config = prev.config
+	} else {
+		e.config = map[string]any{}
+		var v any
+		if json.Unmarshal(r.Config, &v) == nil {
+			flatten("", v, e.config)
+		}
+	}
+	sum := r.Summary()
+	e.summary = make(map[string]float64, len(sum))
+	for k, v := range sum {
+		e.summary[k] = float64(v)
+	}
+	return e
+}
+
+// flatten indexes nested config values by dotted path. A W&B-style
+// {"value": x, "desc": ...} wrapper is also indexed as x at its own path.
+func flatten(prefix string, v any, out map[string]any) {
+	switch x := v.(type) {
+	case map[string]any:
+		if inner, ok := x["value"]; ok && prefix != "" && len(x) <= 2 {
+			if _, isMap := inner.(map[string]any); !isMap {
+				out[prefix] = inner
+			}
+		}
+		for k, val := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			flatten(p, val, out)
+		}
+	case []any:
+		for i, val := range x {
+			flatten(prefix+"."+strconv.Itoa(i), val, out)
+		}
+	default:
+		if prefix != "" {
+			out[prefix] = x
+		}
+	}
+}
+
+// runIndex keeps the runs of recently queried projects in memory, so a
+// search never decodes run documents. A project is loaded from Badger on
+// its first query; after that the fold updates it on every commit.
+type runIndex struct {
+	mu       sync.RWMutex
+	projects map[string]map[string]*runEntry // project key -> run key -> entry
+}
+
+func (s *Store) index() *runIndex {
+	s.idxOnce.Do(func() { s.idx = &runIndex{projects: map[string]map[string]*runEntry{}} })
+	return s.idx
+}
+
+// update applies the documents a fold committed: nil runs are deleted runs,
+// nil projects deleted projects.
+func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project) {
+	if x == nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, p := range projects {
+		if p == nil {
+			delete(x.projects, strings.TrimPrefix(k, "proj/"))
+		}
+	}
+	for k, r := range runs {
+		pk := projectOfRunKey(k)
+		entries, ok := x.projects[pk]
+		if !ok {
+			continue
+		}
+		if r == nil {
+			delete(entries, k)
+			continue
+		}
+		entries[k] = newEntry(r, entries[k])
+	}
+}
+
+// projectOfRunKey maps "run/<e>/<p>/<id>" to "<e>/<p>".
+func projectOfRunKey(k string) string {
+	k = strings.TrimPrefix(k, "run/")
+	if i := strings.LastIndexByte(k, '/'); i >= 0 {
+		return k[:i]
+	}
+	return k
+}
+
+// entries returns the project's runs, loading them on first use.
+func (s *Store) entries(entity, project string) ([]*runEntry, error) {
+	pk := entity + "/" + project
+	s.index().mu.RLock()
+	m, ok := s.index().projects[pk]
+	if ok {
+		out := make([]*runEntry, 0, len(m))
+		for _, e := range m {
+			out = append(out, e)
+		}
+		s.index().mu.RUnlock()
+		return out, nil
+	}
+	s.index().mu.RUnlock()
+	s.index().mu.Lock()
+	defer s.index().mu.Unlock()
+	if m, ok := s.index().projects[pk]; ok {
+		out := make([]*runEntry, 0, len(m))
+		for _, e := range m {
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	// The read transaction starts under the index lock: a commit that it
+	// does not see is applied to the index after the lock is released.
+	m = map[string]*runEntry{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = runPrefix(entity, project)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			r := new(Run)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, r) }); err != nil {
+				return err
+			}
+			m[string(it.Item().Key())] = newEntry(r, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.index().projects[pk] = m
+	out := make([]*runEntry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (q *RunQuery) match(e *runEntry) bool {
+	r := e.run
+	if q.JobType != "" && r.JobType != q.JobType || q.Group != "" && r.Group != q.Group || q.Owner != "" && r.Owner != q.Owner {
+		return false
+	}
+	if len(q.States) > 0 && !slices.Contains(q.States, r.State) {
+		return false
+	}
+	for _, t := range q.TagsAll {
+		if !slices.Contains(r.Tags, t) {
+			return false
+		}
+	}
+	if len(q.TagsAny) > 0 && !slices.ContainsFunc(q.TagsAny, func(t string) bool { return slices.Contains(r.Tags, t) }) {
+		return false
+	}
+	for i := range q.Conds {
+		if !q.Conds[i].match(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// sortKey is a run's position in an order: a number or a string, missing
+// values last, then the run id.
+type sortKey struct {
+	Num     float64 `json:"n,omitempty"`
+	Str     string  `json:"s,omitempty"`
+	Missing bool    `json:"m,omitempty"`
+	ID      string  `json:"i"`
+}
+
+type sortSpec struct {
+	kind   string // created_at, updated_at, name, summary
+	metric string
+}
+
+func sortOf(s string) (sortSpec, error) {
+	switch {
+	case s == "" || s == "created_at" || s == "start" || s == "started_at":
+		return sortSpec{kind: "created_at"}, nil
+	case s == "updated_at" || s == "name":
+		return sortSpec{kind: s}, nil
+	case strings.HasPrefix(s, "summary.") && len(s) > len("summary."):
+		return sortSpec{kind: "summary", metric: s[len("summary."):]}, nil
+	}
+	return sortSpec{}, fmt.Errorf("cannot sort by %q: sort by created_at, updated_at, name or summary.<metric> (prefix - for descending)", s)
+}
+
+func (sp sortSpec) key(e *runEntry) sortKey {
+	k := sortKey{ID: e.run.ID}
+	switch sp.kind {
+	case "created_at":
+		k.Num = float64(e.created)
+	case "updated_at":
+		k.Num = float64(e.updated)
+	case "name":
+		k.Str = e.run.Name
+	case "summary":
+		v, ok := e.summary[sp.metric]
+		k.Num, k.Missing = v, !ok || math.IsNaN(v)
+	}
+	return k
+}
+
+func compareKeys(a, b sortKey, desc bool) int {
+	if a.Missing != b.Missing {
+		if a.Missing {
+			return 1
+		}
+		return -1
+	}
+	c := cmp.Compare(a.Num, b.Num)
+	if c == 0 {
+		c = strings.Compare(a.Str, b.Str)
+	}
+	if desc {
+		c = -c
+	}
+	if c == 0 {
+		c = strings.Compare(a.ID, b.ID)
+	}
+	return c
+}
+
+// RunPage is a page of a search.
+type RunPage struct {
+	// Runs are the API documents of the page's runs (see MarshalRunView).
+	Runs []json.RawMessage `json:"runs"`
+	// Total counts every run that matches, on every page.
+	Total int `json:"total"`
+	// NextCursor continues after this page; empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// DefaultRunLimit and MaxRunLimit bound a page of runs.
+const (
+	DefaultRunLimit = 1000
+	MaxRunLimit     = 5000
+)
+
+// ErrBadQuery wraps errors in a search a user can fix.
+type ErrBadQuery struct{ Err error }
+
+func (e ErrBadQuery) Error() string { return e.Err.Error() }
+
+// SearchRuns filters, sorts and pages a project's runs from the in-memory
+// index.
+func (s *Store) SearchRuns(entity, project string, q RunQuery) (RunPage, error) {
+	if err := q.Validate(); err != nil {
+		return RunPage{}, ErrBadQuery{err}
+	}
+	sp, _ := sortOf(q.Sort)
+	var after *sortKey
+	if q.Cursor != "" {
+		k, err := decodeCursor(q.Cursor, q.Sort, q.Desc)
+		if err != nil {
+			return RunPage{}, ErrBadQuery{err}
+		}
+		after = &k
+	}
+	all, err := s.entries(entity, project)
+	if err != nil {
+		return RunPage{}, err
+	}
+	type keyed struct {
+		k sortKey
+		e *runEntry
+	}
+	matched := make([]keyed, 0, len(all))
+	for _, e := range all {
+		if q.match(e) {
+			matched = append(matched, keyed{sp.key(e), e})
+		}
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultRunLimit
+	}
+	limit = min(limit, MaxRunLimit)
+	// Only the runs after the cursor, and of those the first limit+1, need
+	// ordering: select them, then sort the page.
+	page := make([]keyed, 0, min(len(matched), 4*limit))
+	for _, m := range matched {
+		if after == nil || compareKeys(m.k, *after, q.Desc) > 0 {
+			page = append(page, m)
+		}
+	}
+	cmpK := func(a, b keyed) int { return compareKeys(a.k, b.k, q.Desc) }
+	if len(page) > limit+1 {
+		selectSmallest(page, limit+1, cmpK)
+		page = page[:limit+1]
+	}
+	slices.SortFunc(page, cmpK)
+	out := RunPage{Total: len(matched), Runs: make([]json.RawMessage, 0, min(limit, len(page)))}
+	if len(page) > limit {
+		page = page[:limit]
+		out.NextCursor = encodeCursor(page[limit-1].k, q.Sort, q.Desc)
+	}
+	for _, m := range page {
+		out.Runs = append(out.Runs, m.e.Doc())
+	}
+	return out, nil
+}
+
+// selectSmallest moves the k smallest elements to the front (quickselect).
+func selectSmallest[T any](a []T, k int, c func(T, T) int) {
+	lo, hi := 0, len(a)-1
+	for lo < hi {
+		p := a[(lo+hi)/2]
+		i, j := lo, hi
+		for i <= j {
+			for c(a[i], p) < 0 {
+				i++
+			}
+			for c(a[j], p) > 0 {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
+}
+
+type cursor struct {
+	Sort string  `json:"o"`
+	Desc bool    `json:"d,omitempty"`
+	Key  sortKey `json:"k"`
+}
+
+func encodeCursor(k sortKey, sort string, desc bool) string {
+	b, _ := json.Marshal(cursor{Sort: sort, Desc: desc, Key: k})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s, sort string, desc bool) (sortKey, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c cursor
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return sortKey{}, fmt.Errorf("cursor %q is not one this API gave out", s)
+	}
+	if c.Sort != sort || c.Desc != desc {
+		return sortKey{}, fmt.Errorf("the cursor belongs to a search sorted by %q; repeat the same sort to continue it", c.Sort)
+	}
+	return c.Key, nil
+}
+
+// GroupCount is how many matching runs share a value.
+type GroupCount struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+// CountRuns groups the runs that match q (sort and paging ignored) by
+// job_type, group, state or owner, most common first.
+func (s *Store) CountRuns(entity, project string, q RunQuery, by string) ([]GroupCount, int, error) {
+	q.Sort, q.Cursor = "", ""
+	if err := q.Validate(); err != nil {
+		return nil, 0, ErrBadQuery{err}
+	}
+	field := map[string]func(*Run) string{
+		"job_type": func(r *Run) string { return r.JobType },
+		"group":    func(r *Run) string { return r.Group },
+		"state":    func(r *Run) string { return r.State },
+		"owner":    func(r *Run) string { return r.Owner },
+	}[by]
+	if field == nil {
+		return nil, 0, ErrBadQuery{fmt.Errorf("group runs by job_type, group, state or owner, not %q", by)}
+	}
+	all, err := s.entries(entity, project)
+	if err != nil {
+		return nil, 0, err
+	}
+	counts := map[string]int{}
+	total := 0
+	for _, e := range all {
+		if q.match(e) {
+			counts[field(e.run)]++
+			total++
+		}
+	}
+	out := make([]GroupCount, 0, len(counts))
+	for v, n := range counts {
+		out = append(out, GroupCount{Value: v, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out, total, nil
+}

@@ -1,0 +1,222 @@
+package projections_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/projections"
+)
+
+type doc struct {
+	ID      string                  `json:"id"`
+	Name    string                  `json:"name"`
+	State   string                  `json:"state"`
+	Summary map[string]events.Value `json:"summary"`
+	Metrics map[string]struct {
+		Min, Max, Last events.Value
+	} `json:"metrics"`
+}
+
+func ids(t *testing.T, p projections.RunPage) []string {
+	t.Helper()
+	out := []string{}
+	for _, r := range p.Runs {
+		var d doc
+		if err := json.Unmarshal(r, &d); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d.ID)
+	}
+	return out
+}
+
+// searchWorld: five runs with everything filters look at.
+func searchWorld(t *testing.T) *feeder {
+	f := openStore(t)
+	type spec struct {
+		id, job, group, owner string
+		tags                  []string
+		config                string
+		loss                  float64
+	}
+	for i, s := range []spec{
+		{"a", "train", "g1", "alice", []string{"base", "unet"}, `{"optimizer":{"lr":0.001,"name":"adam"},"epochs":10}`, 0.5},
+		{"b", "train", "g1", "bob", []string{"unet"}, `{"optimizer":{"lr":0.01,"name":"sgd"},"epochs":20}`, 0.3},
+		{"c", "eval", "g2", "alice", []string{"base"}, `{"optimizer":{"lr":0.1},"wandb_style":{"value":3,"desc":null}}`, 0.9},
+		{"d", "train", "", "bob", nil, `{"optimizer":{"lr":"auto"}}`, 0.1},
+		{"e", "eval", "g2", "alice", []string{"x"}, `{}`, -1},
+	} {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		f.add(events.Event{Entity: "alice", Project: "p", Run: s.id, Actor: s.owner, Time: at, Payload: events.RunStartedV1{
+			RunID: s.id, Name: "run-" + s.id, JobType: s.job, Group: s.group, Tags: s.tags, Config: json.RawMessage(s.config)}})
+		if s.loss >= 0 {
+			f.add(events.Event{Entity: "alice", Project: "p", Run: s.id, Time: at, Payload: events.MetricsLoggedV1{Rows: []events.Row{
+				{Step: 0, Values: map[string]events.Value{"loss": events.Value(s.loss + 1)}},
+				{Step: 1, Values: map[string]events.Value{"loss": events.Value(s.loss)}}}}})
+		}
+	}
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "b", Payload: events.RunFinishedV1{State: events.StateFinished}})
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "d", Payload: events.RunCrashedV1{}})
+	return f
+}
+
+func TestSearchFilters(t *testing.T) {
+	f := searchWorld(t)
+	// Index loaded before later changes: updates must reach it.
+	if _, err := f.s.SearchRuns("alice", "p", projections.RunQuery{}); err != nil {
+		t.Fatal(err)
+	}
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "e", Payload: events.RunUpdatedV1{AddTags: []string{"late"}}})
+	conds := func(ss ...string) []projections.Cond {
+		var out []projections.Cond
+		for _, s := range ss {
+			c, err := projections.ParseCond(s)
+			if err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		q    projections.RunQuery
+		want string
+	}{
+		{"all, by start", projections.RunQuery{}, "a b c d e"},
+		{"job_type", projections.RunQuery{JobType: "train"}, "a b d"},
+		{"group", projections.RunQuery{Group: "g2"}, "c e"},
+		{"owner", projections.RunQuery{Owner: "bob"}, "b d"},
+		{"state", projections.RunQuery{States: []string{"running"}}, "a c e"},
+		{"states any", projections.RunQuery{States: []string{"finished", "crashed"}}, "b d"},
+		{"tags any", projections.RunQuery{TagsAny: []string{"base", "x"}}, "a c e"},
+		{"tags all", projections.RunQuery{TagsAll: []string{"base", "unet"}}, "a"},
+		{"tag added later", projections.RunQuery{TagsAll: []string{"late"}}, "e"},
+		{"config equality (number)", projections.RunQuery{Conds: conds("config.optimizer.lr=0.01")}, "b"},
+		{"config equality (string)", projections.RunQuery{Conds: conds("config.optimizer.name=adam")}, "a"},
+		{"config inequality", projections.RunQuery{Conds: conds("config.optimizer.name!=adam")}, "b c d e"},
+		{"config range", projections.RunQuery{Conds: conds("config.optimizer.lr>=0.001", "config.optimizer.lr<0.1")}, "a b"},
+		{"config range skips strings", projections.RunQuery{Conds: conds("config.optimizer.lr>0")}, "a b c"},
+		{"config W&B value wrapper", projections.RunQuery{Conds: conds("config.wandb_style=3")}, "c"},
+		{"summary range", projections.RunQuery{Conds: conds("summary.loss<0.5")}, "b d"},
+		{"summary range and job", projections.RunQuery{JobType: "train", Conds: conds("summary.loss>0.2")}, "a b"},
+		{"sort summary asc (missing last)", projections.RunQuery{Sort: "summary.loss"}, "d b a c e"},
+		{"sort summary desc (missing last)", projections.RunQuery{Sort: "summary.loss", Desc: true}, "c a b d e"},
+		{"sort name desc", projections.RunQuery{Sort: "name", Desc: true}, "e d c b a"},
+		{"sort start desc", projections.RunQuery{Sort: "created_at", Desc: true}, "e d c b a"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := f.s.SearchRuns("alice", "p", c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(ids(t, p), " "); got != c.want || p.Total != len(strings.Fields(c.want)) {
+				t.Fatalf("got %q (total %d), want %q", got, p.Total, c.want)
+			}
+		})
+	}
+	// The summary carries last, min and max per metric.
+	p, _ := f.s.SearchRuns("alice", "p", projections.RunQuery{Owner: "bob", Sort: "name"})
+	var b doc
+	_ = json.Unmarshal(p.Runs[0], &b)
+	if m := b.Metrics["loss"]; b.Summary["loss"] != 0.3 || m.Min != 0.3 || m.Max != 1.3 || m.Last != 0.3 {
+		t.Fatalf("run b summary %v metrics %+v", b.Summary, b.Metrics)
+	}
+	// A deleted run leaves the index.
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "a", Payload: events.RunDeletedV1{}})
+	if p, _ := f.s.SearchRuns("alice", "p", projections.RunQuery{}); strings.Join(ids(t, p), " ") != "b c d e" {
+		t.Fatalf("after deleting a: %v", ids(t, p))
+	}
+	groups, total, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, "job_type")
+	if err != nil || total != 4 || fmt.Sprint(groups) != "[{eval 2} {train 2}]" {
+		t.Fatalf("group by job_type: %v %d %v", groups, total, err)
+	}
+	groups, _, _ = f.s.CountRuns("alice", "p", projections.RunQuery{States: []string{"running"}}, "group")
+	if fmt.Sprint(groups) != "[{g2 2}]" {
+		t.Fatalf("group by group of running runs: %v", groups)
+	}
+	// A deleted project leaves the index.
+	f.add(events.Event{Entity: "alice", Project: "p", Payload: events.ProjectDeletedV1{}})
+	if p, _ := f.s.SearchRuns("alice", "p", projections.RunQuery{}); len(p.Runs) != 0 {
+		t.Fatalf("runs of a deleted project: %v", ids(t, p))
+	}
+}
+
+func TestBadQueries(t *testing.T) {
+	f := searchWorld(t)
+	for _, s := range []string{"config.", "config.lr", "config.lr>=", "config.lr>=abc", "summary.loss=adam", "loss<1", "config.=3"} {
+		if _, err := projections.ParseCond(s); err == nil {
+			t.Errorf("ParseCond(%q) accepted", s)
+		}
+	}
+	for _, q := range []projections.RunQuery{{Sort: "colour"}, {Cursor: "garbage!"}, {Limit: -1}} {
+		if _, err := f.s.SearchRuns("alice", "p", q); err == nil {
+			t.Errorf("query %+v accepted", q)
+		}
+	}
+	p, _ := f.s.SearchRuns("alice", "p", projections.RunQuery{Limit: 2})
+	if _, err := f.s.SearchRuns("alice", "p", projections.RunQuery{Limit: 2, Cursor: p.NextCursor, Sort: "name"}); err == nil {
+		t.Error("a cursor of another sort was accepted")
+	}
+	if _, _, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, "colour"); err == nil {
+		t.Error("group by colour accepted")
+	}
+}
+
+// TestPagination: every page concatenated is the whole sorted result, for
+// random data with ties.
+func TestPagination(t *testing.T) {
+	f := openStore(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	want := map[string]float64{}
+	for i := 0; i < 300; i++ {
+		id := fmt.Sprintf("r%03d", i)
+		f.add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.RunStartedV1{RunID: id, Name: id}})
+		if rng.IntN(5) > 0 {
+			v := float64(rng.IntN(20)) // many ties
+			want[id] = v
+			f.add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 0, Values: map[string]events.Value{"acc": events.Value(v)}}}}})
+		}
+	}
+	all := make([]string, 0, 300)
+	for i := 0; i < 300; i++ {
+		all = append(all, fmt.Sprintf("r%03d", i))
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		vi, oki := want[all[i]]
+		vj, okj := want[all[j]]
+		if oki != okj {
+			return oki
+		}
+		if vi != vj {
+			return vi > vj
+		}
+		return all[i] < all[j]
+	})
+	q := projections.RunQuery{Sort: "summary.acc", Desc: true, Limit: 37}
+	var got []string
+	for {
+		p, err := f.s.SearchRuns("alice", "p", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != 300 {
+			t.Fatalf("total %d", p.Total)
+		}
+		got = append(got, ids(t, p)...)
+		if p.NextCursor == "" {
+			break
+		}
+		q.Cursor = p.NextCursor
+	}
+	if !slices.Equal(got, all) {
+		t.Fatalf("paged order differs:\n got %v\nwant %v", got, all)
+	}
+}
