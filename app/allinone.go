@@ -48,6 +48,9 @@ type AllInOneConfig struct {
 type Addrs struct {
 	HTTP string // http://host:port
 	NATS string // nats://host:port
+	// NATSAuth is the embedded server's credentials of Logbook's own
+	// components (full rights), for in-process tools and tests.
+	NATSAuth *bus.EmbeddedAuth
 }
 
 // AllInOne runs an embedded NATS server and every component in this process
@@ -114,7 +117,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	if c.Routes != nil {
 		c.Routes(mux, in, proj.Service)
 	}
-	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL}
+	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL, NATSAuth: auth}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

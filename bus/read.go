@@ -45,6 +45,10 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 	if err != nil {
 		return fmt.Errorf("read %s: %w", o.Stream, err)
 	}
+	// An ordered consumer lingers on the server until it has been idle for
+	// a while: delete it when done, so that many short reads (a refresh per
+	// rejected proposal) never pile up to the per-stream consumer limit.
+	defer deleteConsumer(js, o.Stream, cons)
 	if !o.Follow {
 		info, err := cons.Info(ctx)
 		if err != nil {

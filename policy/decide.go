@@ -79,6 +79,9 @@ func Decide(s *State, p events.Event) Decision {
 		return reject(CodeUnauthenticated, "the proposal has no authenticated actor")
 	}
 	if run, done := s.Decided(p.ID); done {
+		if by := s.decidedBy[p.ID]; by != p.Actor {
+			return reject(CodeInvalid, "proposal id %s was already used; send a new Idempotency-Key", p.ID)
+		}
 		return Decision{Duplicate: true, Run: run}
 	}
 	var d Decision

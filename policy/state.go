@@ -74,6 +74,9 @@ type State struct {
 	// steps make them idempotent (rows at or below a run's last step are
 	// dropped).
 	decided map[string]string // proposal id -> run id it concerned
+	// decidedBy is the actor of each remembered proposal: another actor
+	// re-using the id is refused, not answered with the original outcome.
+	decidedBy map[string]string
 	// seq is the last stream sequence applied per aggregate (entity/project,
 	// or entity/ for entity-level events), for optimistic concurrency.
 	seq map[string]uint64
@@ -87,13 +90,14 @@ type State struct {
 // NewState returns the empty state (an empty log).
 func NewState() *State {
 	return &State{
-		Users:    map[string]*User{},
-		Teams:    map[string]*Team{},
-		Projects: map[string]*Project{},
-		emails:   map[string]string{},
-		keys:     map[string]string{},
-		decided:  map[string]string{},
-		seq:      map[string]uint64{},
+		Users:     map[string]*User{},
+		Teams:     map[string]*Team{},
+		Projects:  map[string]*Project{},
+		emails:    map[string]string{},
+		keys:      map[string]string{},
+		decided:   map[string]string{},
+		decidedBy: map[string]string{},
+		seq:       map[string]uint64{},
 
 		CrashAfter: DefaultCrashAfter,
 	}
@@ -207,6 +211,9 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	}
 	if e.Cause != "" && e.Type != events.MetricsLogged {
 		s.decided[e.Cause] = e.Run
+		if _, ok := s.decidedBy[e.Cause]; !ok {
+			s.decidedBy[e.Cause] = e.Actor
+		}
 	}
 	p := s.Projects[agg]
 	var run *Run
