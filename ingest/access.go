@@ -229,6 +229,13 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, filt
 	if err != nil {
 		return fmt.Errorf("audit: read %s: %w", stream, err)
 	}
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = js.DeleteConsumer(dctx, stream, info.Name)
+		}
+	}()
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("audit: read %s: %w", stream, err)

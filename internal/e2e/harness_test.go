@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/bus"
 )
 
 const adminKey = "lb-test0000000000000000000000000000000000000000admin"
@@ -28,6 +30,10 @@ type system struct {
 	processes []*proc
 	// logs is the all-in-one's captured log.
 	logs *syncBuffer
+	// natsAuth is the all-in-one's internal NATS credentials; stop stops
+	// it (also done at cleanup).
+	natsAuth *bus.EmbeddedAuth
+	stop     func()
 }
 
 // mustAllInOne starts the all-in-one Logbook in this process on random
@@ -63,13 +69,17 @@ func mustAllInOneWith(t *testing.T, configure func(*app.AllInOneConfig)) system 
 	case <-time.After(60 * time.Second):
 		t.Fatal("logbook did not start within 60s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("logbook stopped with: %v", err)
-		}
-	})
-	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir, logs: logs}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("logbook stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir, logs: logs, natsAuth: a.NATSAuth, stop: stop}
 }
 
 // api is a caller with an API key.
