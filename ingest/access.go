@@ -49,7 +49,9 @@ func (h *Edge) listKeys(c *call) (int, any, error) {
 	if !allowed {
 		return 0, nil, httpx.Errorf(404, string(policy.CodeUnknownUser), "user %q does not exist or you may not manage their keys", user)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) || out[i].Created.Equal(out[j].Created) && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Created.Before(out[j].Created) || out[i].Created.Equal(out[j].Created) && out[i].ID < out[j].ID
+	})
 	if out == nil {
 		out = []policy.KeyInfo{}
 	}
