@@ -107,15 +107,16 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
-		proj.Store.Close()
+		proj.Close()
 		return fmt.Errorf("listen on -http.addr %s: %w", c.HTTPAddr, err)
 	}
 	mux := http.NewServeMux()
 	Health(mux)
 	in.Edge.Register(mux)
-	(&query.Handler{Reader: proj.Service, Log: log.With("component", "query")}).Register(mux)
+	(&query.Handler{Reader: proj.Reader, Log: log.With("component", "query")}).Register(mux)
+	proj.AdminRoutes(mux)
 	if c.Routes != nil {
-		c.Routes(mux, in, proj.Service)
+		c.Routes(mux, in, proj.Reader)
 	}
 	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL, NATSAuth: auth}
 

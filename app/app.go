@@ -7,7 +7,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,8 +20,6 @@ import (
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
-	"github.com/logbook/logbook/projections"
-	"github.com/logbook/logbook/query"
 )
 
 // Bus is a connection to NATS with the topology ensured.
@@ -76,55 +73,6 @@ func NewIngest(b *Bus) *Ingest {
 	p := ingest.NewProposer(b.NC, b.JS, b.Subject)
 	sw := &ingest.Sweeper{Decider: d, Proposer: p, CrashAfter: policy.DefaultCrashAfter, Log: log.With("part", "crash-sweeper")}
 	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}, Bus: b, Sweeper: sw}
-}
-
-// Projector folds the log into a read model and serves reads over NATS.
-type Projector struct {
-	Store   *projections.Store
-	Service *query.Service
-	bus     *Bus
-}
-
-// OpenProjector opens the read model in dir.
-func OpenProjector(b *Bus, o projections.Options) (*Projector, error) {
-	st, err := projections.Open(o)
-	if err != nil {
-		return nil, err
-	}
-	return &Projector{Store: st, Service: &query.Service{Store: st}, bus: b}, nil
-}
-
-// EventSource reads the events stream for the projections.
-func EventSource(js jetstream.JetStream, follow bool) projections.Source {
-	return func(ctx context.Context, from uint64, fn func([]projections.RawRecord) error) error {
-		recs := make([]projections.RawRecord, 0, 1000)
-		return bus.Read(ctx, js, bus.ReadOptions{Stream: bus.EventsStream, From: from, Batch: 1000, Follow: follow},
-			func(batch []bus.Entry) error {
-				recs = recs[:0]
-				for _, e := range batch {
-					recs = append(recs, projections.RawRecord{Seq: e.Seq, Data: e.Data})
-				}
-				return fn(recs)
-			})
-	}
-}
-
-// Run follows the log and serves reads over NATS (when serve is set) until
-// ctx ends.
-func (p *Projector) Run(ctx context.Context, serve bool) error {
-	defer p.Store.Close()
-	if serve {
-		svc, err := query.Serve(p.bus.NC, p.bus.Subject.Prefix, p.Service, p.bus.Log.With("component", "read"))
-		if err != nil {
-			return fmt.Errorf("serve reads: %w", err)
-		}
-		defer svc.Stop()
-	}
-	err := p.Store.Follow(ctx, EventSource(p.bus.JS, true))
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("projector: %w", err)
 }
 
 // Serve runs an HTTP server on ln until ctx ends.

@@ -14,14 +14,17 @@ type Entry struct {
 	Seq     uint64
 	Subject string
 	Data    []byte
+	Time    time.Time // when the stream stored it
 }
 
 // ReadOptions select what to read.
 type ReadOptions struct {
 	Stream string
 	Filter string // subject filter; "" for all
-	From   uint64 // first sequence to deliver (0 or 1 for the start)
-	Batch  int    // largest batch handed to fn
+	// Filters are more subject filters (with Filter, if set).
+	Filters []string
+	From    uint64 // first sequence to deliver (0 or 1 for the start)
+	Batch   int    // largest batch handed to fn
 	// Follow keeps reading new messages until ctx ends; otherwise reading
 	// stops once the messages present at the start have been delivered.
 	Follow bool
@@ -37,6 +40,7 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 	if o.Filter != "" {
 		cfg.FilterSubjects = []string{o.Filter}
 	}
+	cfg.FilterSubjects = append(cfg.FilterSubjects, o.Filters...)
 	if o.From > 1 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = o.From
@@ -72,7 +76,7 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 			if err != nil {
 				return fmt.Errorf("read %s: %w", o.Stream, err)
 			}
-			batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+			batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
 			pending = md.NumPending
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
@@ -93,7 +97,7 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 				if err != nil {
 					return fmt.Errorf("read %s: %w", o.Stream, err)
 				}
-				batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+				batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
 				pending = md.NumPending
 			}
 			if len(batch) == 0 {

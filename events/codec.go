@@ -118,6 +118,11 @@ func Encode(e Event) ([]byte, error) {
 	if ti == nil {
 		return nil, fmt.Errorf("encode event %s: %w %q", e.ID, ErrUnknownType, t)
 	}
+	if pl, ok := e.Payload.(MetricsLoggedV1); ok && ti.version == 1 {
+		if b, ok := appendMetricsEvent(make([]byte, 0, metricsSizeHint(pl)), e, pl); ok {
+			return b, nil
+		}
+	}
 	p, err := json.Marshal(e.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s payload: %w", t, err)
@@ -131,6 +136,9 @@ func Encode(e Event) ([]byte, error) {
 // Decode parses an encoded event, upcasting older versions of its payload to
 // the current one.
 func Decode(b []byte) (Event, error) {
+	if e, ok := decodeMetrics(b); ok {
+		return e, nil
+	}
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)

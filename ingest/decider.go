@@ -115,6 +115,14 @@ func (d *Decider) load(ctx context.Context) error {
 // our state last saw it.
 func (d *Decider) refresh(ctx context.Context, entity, project string) error {
 	from := d.state.Seq(entity, project) + 1
+	// Most refreshes find nothing new (a rejection that stands): one
+	// request for the aggregate's last sequence is cheaper than a read.
+	if stream, err := d.js.Stream(ctx, bus.EventsStream); err == nil {
+		last, err := stream.GetLastMsgForSubject(ctx, d.subj.Aggregate(entity, project))
+		if (err == nil && last.Sequence < from) || (errors.Is(err, jetstream.ErrMsgNotFound) && from == 1) {
+			return nil
+		}
+	}
 	return bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.Aggregate(entity, project), From: from}, func(batch []bus.Entry) error {
 		for _, en := range batch {
 			e, err := events.Decode(en.Data)
@@ -144,12 +152,15 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
+	if err := d.takeOver(ctx, cons); err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
 		msgs, err := cons.FetchNoWait(500)
 		if err != nil {
 			return fmt.Errorf("fetch proposals: %w", err)
 		}
-		batch := make([]jetstream.Msg, 0, 500)
+		batch := make([]inbound, 0, 500)
 		for m := range msgs.Messages() {
 			batch = append(batch, m)
 		}
@@ -219,7 +230,7 @@ type pendingAsync struct {
 // appended asynchronously and awaited together; any other event is appended
 // synchronously with an optimistic-concurrency check on its project, after
 // the metrics before it are acknowledged.
-func (d *Decider) decideBatch(ctx context.Context, batch []jetstream.Msg) error {
+func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 	var async []bus.Msg
 	var asyncEvents []events.Event
 	var asyncWaiters []asyncNotice
@@ -243,7 +254,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []jetstream.Msg) error 
 		async, asyncEvents, asyncWaiters = async[:0], asyncEvents[:0], asyncWaiters[:0]
 		return nil
 	}
-	acks := make([]jetstream.Msg, 0, len(batch))
+	acks := make([]inbound, 0, len(batch))
 	for _, m := range batch {
 		p, err := d.proposal(m)
 		if err != nil {
@@ -437,7 +448,7 @@ func (d *Decider) describeRun(p events.Event, out *Outcome) {
 // proposal decodes a proposal message. The actor, entity, project and type
 // come from the subject, which the bus's permissions bind to the caller's
 // credential; the body must agree with them.
-func (d *Decider) proposal(m jetstream.Msg) (events.Event, error) {
+func (d *Decider) proposal(m inbound) (events.Event, error) {
 	user, entity, project, typ, err := d.subj.ParseProposal(m.Subject())
 	if err != nil {
 		return events.Event{Actor: user}, err
@@ -458,12 +469,96 @@ func (d *Decider) proposal(m jetstream.Msg) (events.Event, error) {
 
 // redelivered reports whether JetStream delivered m before (to a decider
 // that did not acknowledge it).
-func redelivered(m jetstream.Msg) bool {
-	md, err := m.Metadata()
+func redelivered(m inbound) bool {
+	jm, ok := m.(jetstream.Msg)
+	if !ok {
+		return true // taken over from a crashed decider
+	}
+	md, err := jm.Metadata()
 	return err != nil || md.NumDelivered > 1
 }
 
-func msgID(m jetstream.Msg) string {
+// inbound is a proposal message: delivered by the decider consumer, or
+// read from the inbox stream when taking over what a crashed decider left
+// unacknowledged.
+type inbound interface {
+	Subject() string
+	Data() []byte
+	Headers() nats.Header
+	Ack() error
+}
+
+// stored is a proposal read from the inbox stream by sequence. It is
+// acknowledged when the consumer redelivers it (as a duplicate).
+type stored struct{ *jetstream.RawStreamMsg }
+
+func (m stored) Subject() string      { return m.RawStreamMsg.Subject }
+func (m stored) Data() []byte         { return m.RawStreamMsg.Data }
+func (m stored) Headers() nats.Header { return m.RawStreamMsg.Header }
+func (m stored) Ack() error           { return nil }
+
+// takeOver decides, in stream order, the proposals that were delivered to a
+// decider that never acknowledged them (it crashed). JetStream would
+// redeliver them only after the ack wait, after newer proposals: a run's
+// metric rows would then arrive out of order, and rows at or below the last
+// step are dropped. Deciding is idempotent, so deciding them again when
+// they are redelivered (or while a live decider still holds them) is safe.
+func (d *Decider) takeOver(ctx context.Context, cons jetstream.Consumer) error {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("decider consumer: %w", err)
+	}
+	if info.NumAckPending == 0 {
+		return nil
+	}
+	stream, err := d.js.Stream(ctx, bus.InboxStream)
+	if err != nil {
+		return fmt.Errorf("inbox stream: %w", err)
+	}
+	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
+	d.log.Info("taking over unacknowledged proposals", "from", from, "to", to, "pending", info.NumAckPending)
+	batch := make([]inbound, 0, 500)
+	for seq := from; seq <= to; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // acknowledged, so removed
+		}
+		if err != nil {
+			return fmt.Errorf("take over proposal %d: %w", seq, err)
+		}
+		batch = append(batch, stored{m})
+		if len(batch) == cap(batch) || seq == to {
+			if err := d.decideTakenOver(ctx, stream, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	return d.decideTakenOver(ctx, stream, batch)
+}
+
+// decideTakenOver decides proposals taken over and removes them from the
+// inbox (which acknowledges them: a work-queue stream keeps only what is
+// not yet acknowledged), so that a decider killed again soon after does
+// not take them over again.
+func (d *Decider) decideTakenOver(ctx context.Context, stream jetstream.Stream, batch []inbound) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := d.decideBatch(ctx, batch); err != nil {
+		return err
+	}
+	for _, m := range batch {
+		// A failure is harmless (acknowledged meanwhile, or it comes
+		// again and is decided as a duplicate).
+		if err := stream.DeleteMsg(ctx, m.(stored).Sequence); err != nil {
+			d.log.Debug("remove decided proposal", "seq", m.(stored).Sequence, "err", err)
+		}
+	}
+	return nil
+}
+
+func msgID(m inbound) string {
 	if h := m.Headers(); h != nil {
 		return h.Get(jetstream.MsgIDHeader)
 	}

@@ -128,6 +128,7 @@ var ReadEndpoint = []struct {
 	{"GET /api/v1/projects/{entity}/{project}/run-groups", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/export", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/asof", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/audit", ReadAuditTrail},
 	{"GET /api/v1/users/{username}/keys", ManageKeys},
 }

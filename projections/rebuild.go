@@ -8,12 +8,36 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/logbook/logbook/events"
 )
+
+// openDB opens Badger, working around dgraph-io/badger#2207: a process
+// killed between creating a memtable or value-log file and writing to it
+// leaves an empty file, and Open then fails with z.NewFile ("Create a new
+// file") although nothing is lost. Empty memtables hold nothing, so they are
+// removed first; and Open is retried once (the failed attempt sized the
+// file, so the second one succeeds).
+func openDB(bo badger.Options) (*badger.DB, error) {
+	if !bo.InMemory && !bo.ReadOnly {
+		mems, _ := filepath.Glob(filepath.Join(bo.Dir, "*.mem"))
+		for _, m := range mems {
+			if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
+				_ = os.Remove(m)
+			}
+		}
+	}
+	db, err := badger.Open(bo)
+	for i := 0; i < 2 && err != nil && !bo.ReadOnly && strings.Contains(err.Error(), "Create a new file"); i++ {
+		db, err = badger.Open(bo)
+	}
+	return db, err
+}
 
 // DigestInfo is a content hash of a read model: SHA-256 over every key and
 // value in key order (each length-prefixed), the checkpoint and the
@@ -161,6 +185,9 @@ func RebuildTarget(base, current string) string {
 // StartRebuild opens a fresh, empty read model in target, marked as
 // unfinished until FinishRebuild.
 func StartRebuild(target string, o Options) (*Store, error) {
+	if o.InMemory {
+		return Open(o)
+	}
 	if err := os.WriteFile(target+rebuildingSuffix, []byte("a rebuild is writing "+target+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("mark rebuild: %w", err)
 	}
@@ -173,6 +200,20 @@ func StartRebuild(target string, o Options) (*Store, error) {
 
 // FinishRebuild marks the read model in target as complete.
 func FinishRebuild(target string) error {
+	if target == "" {
+		return nil // in memory
+	}
+	return os.Remove(target + rebuildingSuffix)
+}
+
+// AbandonRebuild removes an unfinished rebuild (its store closed).
+func AbandonRebuild(target string) error {
+	if target == "" {
+		return nil
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return err
+	}
 	return os.Remove(target + rebuildingSuffix)
 }
 

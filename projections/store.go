@@ -73,6 +73,8 @@ type Options struct {
 	// Sparse stores are fed a filtered part of the log (time travel over
 	// one project), so sequence gaps are expected rather than an error.
 	Sparse bool
+	// ReadOnly opens an existing read model for inspection (digest) only.
+	ReadOnly bool
 }
 
 // Open opens (or creates) the read model in dir. A read model written by
@@ -83,7 +85,10 @@ func Open(o Options) (*Store, error) {
 	if o.InMemory {
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
 	}
-	db, err := badger.Open(bo)
+	if o.ReadOnly {
+		bo = bo.WithReadOnly(true)
+	}
+	db, err := openDB(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open read model in %s: %w", o.Dir, err)
 	}
@@ -101,7 +106,7 @@ func Open(o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.seq > 0 && version != Version {
+	if s.seq > 0 && version != Version && !o.ReadOnly {
 		if err := db.DropAll(); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("drop read model of projection version %d: %w", version, err)

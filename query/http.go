@@ -29,6 +29,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}", h.serve(OpRun))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/history", h.serve(OpHistory))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/lines", h.serve(OpLines))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/asof", h.serve(OpAsOf))
 }
 
 func (h *Handler) serve(op string) http.HandlerFunc {
@@ -74,6 +75,12 @@ func (h *Handler) serve(op string) http.HandlerFunc {
 			return
 		}
 		req.Limit, req.MinSeq = int(limit), uint64(minSeq)
+		if op == OpAsOf {
+			if err := parseAsOf(q, &req); err != nil {
+				httpx.WriteError(w, h.Log, err)
+				return
+			}
+		}
 		data, err := h.Reader.Read(r.Context(), req)
 		if err != nil {
 			httpx.WriteError(w, h.Log, err)

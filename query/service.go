@@ -26,6 +26,7 @@ const (
 	OpRun      = "run"
 	OpHistory  = "history"
 	OpLines    = "lines"
+	OpAsOf     = "asof"
 )
 
 // Request is one read. KeyHash is the SHA-256 of the caller's API key: the
@@ -50,6 +51,10 @@ type Request struct {
 	MinSeq uint64 `json:"min_seq,omitempty"`
 	// Runs carries the parameters of run search, downsampling and export.
 	Runs *RunsRequest `json:"runs,omitempty"`
+	// AsOfSeq and AsOfTime bound an OpAsOf read: the project as it was at
+	// that stream sequence and/or time.
+	AsOfSeq  uint64    `json:"asof_seq,omitempty"`
+	AsOfTime time.Time `json:"asof_time,omitzero"`
 }
 
 // Error is a read error with the HTTP status it maps to.
@@ -75,6 +80,10 @@ type Service struct {
 	Store *projections.Store
 	// MaxWait bounds how long a read waits for MinSeq.
 	MaxWait time.Duration
+	// Log and Subjects let OpAsOf replay a project's events (time
+	// travel); without them it answers 501.
+	Log      projections.LogReader
+	Subjects events.Subjects
 }
 
 // RunView is a run as the API shows it.
@@ -160,6 +169,8 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 		return s.history(r)
 	case OpLines:
 		return s.lines(r)
+	case OpAsOf:
+		return s.asOf(ctx, r, role)
 	}
 	if v, ok, err := s.readRuns(ctx, r); ok {
 		return v, err

@@ -10,6 +10,8 @@
 //	logbook project create <entity>/<project>
 //	logbook project invite <entity>/<project> <username or email> [-role admin|member|viewer]
 //	logbook runs <entity>/<project>
+//	logbook digest [-verify] | logbook digest -dir <data>/readmodel
+//	logbook rebuild
 //
 // Admin commands talk to LOGBOOK_URL (default http://127.0.0.1:8080) with the
 // key in LOGBOOK_API_KEY.
@@ -49,6 +51,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			args = args[1:]
 		}
 		return serve(ctx, args, stdout, stderr)
+	}
+	if args[0] == "digest" || args[0] == "rebuild" {
+		return readModel(ctx, args[0], args[1:], stdout, stderr)
 	}
 	return cli.Run(ctx, args, stdout)
 }

@@ -1,6 +1,11 @@
 // Command projector folds Logbook's event log into a Badger read model and
 // answers read requests over NATS (a queue group: run several replicas, each
 // with its own directory).
+//
+//	projector [-nats.url URL] [-data.dir DIR] [-durable]     run
+//	projector digest [-nats.url URL] [-id ID] [-verify]      digests of the running projectors' read models
+//	projector digest -dir DIR                                digest of a read model no process has open
+//	projector rebuild [-nats.url URL] [-id ID]               rebuild the running projectors' read models from the log
 package main
 
 import (
@@ -11,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
@@ -31,6 +37,9 @@ func main() {
 }
 
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "digest" || args[0] == "rebuild") {
+		return admin(ctx, args[0], args[1:], stdout, stderr)
+	}
 	fs := cli.NewFlagSet("projector", stderr)
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	dataDir := fs.String("data.dir", "./logbook-readmodel", "directory of this replica's Badger read model")
@@ -56,6 +65,28 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log.Info("projector running", "data", *dataDir, "seq", p.Store.Seq(), "nats", *natsURL)
+	log.Info("projector running", "data", *dataDir, "seq", p.Store().Seq(), "id", p.ID, "nats", *natsURL)
 	return p.Run(ctx, true)
+}
+
+func admin(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("projector "+cmd, stderr)
+	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s) of the running projectors")
+	id := fs.String("id", "", "only the projector with this id (as logged at start); all by default")
+	dir := fs.String("dir", "", "digest: the read model in this directory (no process may have it open) instead of the running ones")
+	verify := fs.Bool("verify", false, "digest: also replay the log up to each read model's sequence and compare")
+	wait := fs.Duration("wait", 2*time.Second, "how long to wait for the projectors' answers (verify waits for the replay)")
+	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
+		return err
+	}
+	prefix := bus.DefaultConfig().Subjects.Prefix
+	switch {
+	case cmd == "rebuild":
+		return cli.RebuildNATS(ctx, *natsURL, prefix, *id, stdout, stderr)
+	case *dir != "":
+		return cli.DigestDir(*dir, stdout)
+	case *verify:
+		return cli.AdminNATS(ctx, *natsURL, prefix, "verify", *id, max(*wait, 10*time.Minute), stdout)
+	}
+	return cli.AdminNATS(ctx, *natsURL, prefix, "digest", *id, *wait, stdout)
 }
