@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/wandb"
 )
@@ -29,6 +30,8 @@ type logbook struct {
 	t    *testing.T
 	base string // http://host:port
 	nats string
+	// natsAuth are the credentials of Logbook's own components.
+	natsAuth *bus.EmbeddedAuth
 }
 
 func mustLogbook(t *testing.T) *logbook {
@@ -54,7 +57,7 @@ func mustLogbook(t *testing.T) *logbook {
 			t.Errorf("logbook stopped with: %v", err)
 		}
 	})
-	return &logbook{t: t, base: a.HTTP, nats: a.NATS}
+	return &logbook{t: t, base: a.HTTP, nats: a.NATS, natsAuth: a.NATSAuth}
 }
 
 // call sends a request and returns the status and the body.
@@ -370,7 +373,9 @@ func TestPythonClientSequence(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	nc, err := nats.Connect(lb.nats)
+	// Read the object store as Logbook's own component (clients may only
+	// publish proposals).
+	nc, err := nats.Connect(lb.nats, nats.UserInfo(lb.natsAuth.User, lb.natsAuth.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
