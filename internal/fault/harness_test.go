@@ -365,15 +365,25 @@ func (s *sys) events() []events.Event {
 // runCLI runs a Logbook command and returns its standard output.
 func (s *sys) runCLI(bin string, args ...string) []byte {
 	s.t.Helper()
+	out, err := s.tryCLI(bin, args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// tryCLI runs a Logbook command and returns its standard output or why it
+// failed.
+func (s *sys) tryCLI(bin string, args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(s.bin, bin), args...)
 	cmd.Env = append(os.Environ(), s.env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		s.t.Fatalf("%s %v: %v\n%s\n%s", bin, args, err, out, stderr.String())
+		return out, fmt.Errorf("%s %v: %v\n%s\n%s", bin, args, err, out, stderr.String())
 	}
-	return out
+	return out, nil
 }
 
 // eventually polls cond until it holds or the deadline passes.
