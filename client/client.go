@@ -292,9 +292,14 @@ func (r *Run) flush(all bool) (sent bool) {
 
 		id := events.NewID(time.Now())
 		path := "/api/v1/projects/" + r.Entity + "/" + r.Project + "/runs/" + r.ID + "/log"
+		// The body {"rows": [...]} is the metrics payload's encoding.
+		var body any = map[string]any{"rows": batch}
+		if b, ok := events.AppendMetricsPayload(nil, events.MetricsLoggedV1{Rows: batch}); ok {
+			body = json.RawMessage(b)
+		}
 		backoff := 100 * time.Millisecond
 		for {
-			err := r.c.do(context.Background(), "POST", path, id, map[string]any{"rows": batch}, nil)
+			err := r.c.do(context.Background(), "POST", path, id, body, nil)
 			var ae *APIError
 			if err == nil || errors.As(err, &ae) && ae.Status < 500 && ae.Status != 429 {
 				r.mu.Lock()
@@ -348,6 +353,15 @@ func (r *Run) FinishWithCode(code int) error {
 	return errors.Join(r.err, ferr)
 }
 
+// Buffered returns the number of rows logged but not yet accepted by
+// Logbook. Code that would rather slow down than buffer (a benchmark, a
+// replay of old logs) can wait while it is large.
+func (r *Run) Buffered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.buf)
+}
+
 // Seq returns the log sequence of the run's last synchronous write: a read
 // with min_seq set to it sees that write.
 func (r *Run) Seq() uint64 {
@@ -359,9 +373,12 @@ func (r *Run) Seq() uint64 {
 // do sends a JSON request with an idempotency key, retrying network errors
 // and 5xx answers a few times with the same key.
 func (c *conn) do(ctx context.Context, method, path, id string, body, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("logbook: encode request: %w", err)
+	b, ok := body.(json.RawMessage)
+	if !ok {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("logbook: encode request: %w", err)
+		}
 	}
 	var last error
 	for attempt := 0; attempt < 5; attempt++ {

@@ -155,15 +155,19 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err := d.takeOver(ctx, cons); err != nil {
 		return err
 	}
+	n := 16 // proposals per fetch: about 16 MiB of them (see bus.FetchCount)
 	for ctx.Err() == nil {
-		msgs, err := cons.FetchNoWait(500)
+		msgs, err := cons.FetchNoWait(n)
 		if err != nil {
 			return fmt.Errorf("fetch proposals: %w", err)
 		}
-		batch := make([]inbound, 0, 500)
+		batch := make([]inbound, 0, n)
+		size := 0
 		for m := range msgs.Messages() {
 			batch = append(batch, m)
+			size += len(m.Data())
 		}
+		n = bus.FetchCount(size, len(batch), 500)
 		if len(batch) == 0 {
 			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 			if err != nil {

@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -425,8 +427,8 @@ func (h *Edge) logMetrics(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var body events.MetricsLoggedV1
-	if err := httpx.ReadJSON(c.w, c.r, httpx.MaxBody, &body); err != nil {
+	body, err := readRows(c)
+	if err != nil {
 		return 0, nil, err
 	}
 	out, err := h.LogRows(c.r.Context(), c.actor.Username, c.id, entity, project, run, body.Rows)
@@ -434,6 +436,26 @@ func (h *Edge) logMetrics(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, out, nil
+}
+
+// readRows reads a log request's body, {"rows": [...]}, on the events
+// package's fast path; a body outside it (or a broken one) is read by
+// httpx.ReadJSON, which reports what is wrong with it.
+func readRows(c *call) (events.MetricsLoggedV1, error) {
+	data, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, httpx.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return events.MetricsLoggedV1{}, httpx.Errorf(http.StatusRequestEntityTooLarge, "too_large",
+			"request body is larger than the %d-byte limit; send smaller batches", httpx.MaxBody)
+	}
+	if err == nil {
+		if pl, ok := events.ParseMetricsPayload(data); ok {
+			return pl, nil
+		}
+	}
+	var body events.MetricsLoggedV1
+	c.r.Body = io.NopCloser(bytes.NewReader(data))
+	return body, httpx.ReadJSON(c.w, c.r, httpx.MaxBody, &body)
 }
 
 // LogRows queues a batch of rows for a run on behalf of actor (also used by

@@ -670,6 +670,7 @@ func newRows(rows []events.Row, lastStep int64) (kept []events.Row, dropped int,
 		return nil, 0, fmt.Errorf("a log batch may carry at most %d rows (got %d)", events.MaxRowsPerBatch, len(rows))
 	}
 	prev := int64(-1 << 62)
+	valid := make(map[string]struct{}, 64) // metric keys already checked: rows repeat them
 	for i, r := range rows {
 		if r.Step < 0 {
 			return nil, 0, fmt.Errorf("row %d: step must not be negative (got %d)", i, r.Step)
@@ -685,17 +686,23 @@ func newRows(rows []events.Row, lastStep int64) (kept []events.Row, dropped int,
 			return nil, 0, fmt.Errorf("row %d has %d metrics; the limit is %d", i, len(r.Values), events.MaxMetricsPerRow)
 		}
 		for k := range r.Values {
+			if _, ok := valid[k]; ok {
+				continue
+			}
 			if err := events.ValidateMetricKey(k); err != nil {
 				return nil, 0, fmt.Errorf("row %d: %v", i, err)
 			}
+			valid[k] = struct{}{}
 		}
 		if r.Step <= lastStep {
 			dropped++
-			continue
 		}
-		kept = append(kept, r)
 	}
-	return kept, dropped, nil
+	// Steps increase, so the dropped rows are a prefix.
+	if dropped == len(rows) {
+		return nil, dropped, nil
+	}
+	return rows[dropped:], dropped, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

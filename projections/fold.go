@@ -359,15 +359,26 @@ func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
 	if len(pl.Rows) == 0 {
 		return nil
 	}
-	perMetric := map[string][]Point{}
+	// One map lookup per point: each metric's points and summary together.
+	type series struct {
+		pts []Point
+		m   *MetricSummary
+	}
+	perMetric := make(map[string]*series, len(pl.Rows[0].Values))
 	for _, row := range pl.Rows {
 		for k, v := range row.Values {
-			perMetric[k] = append(perMetric[k], Point{Step: row.Step, Time: row.Time, Value: v})
-			m := r.Metrics[k]
-			if m == nil {
-				m = &MetricSummary{Min: v, Max: v}
-				r.Metrics[k] = m
+			s := perMetric[k]
+			if s == nil {
+				m := r.Metrics[k]
+				if m == nil {
+					m = &MetricSummary{Min: v, Max: v}
+					r.Metrics[k] = m
+				}
+				s = &series{pts: make([]Point, 0, min(len(pl.Rows), 256)), m: m}
+				perMetric[k] = s
 			}
+			s.pts = append(s.pts, Point{Step: row.Step, Time: row.Time, Value: v})
+			m := s.m
 			m.Last, m.Step = v, row.Step
 			fv := float64(v)
 			if !math.IsNaN(fv) {
@@ -386,7 +397,8 @@ func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if err := f.appendHistory(histMetricPrefix(r.Entity, r.Project, r.ID, k), r.Metrics[k], perMetric[k]); err != nil {
+		s := perMetric[k]
+		if err := f.appendHistory(histMetricPrefix(r.Entity, r.Project, r.ID, k), s.m, s.pts); err != nil {
 			return err
 		}
 	}
