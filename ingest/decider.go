@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -242,6 +244,12 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 		if len(async) == 0 {
 			return nil
 		}
+		// Encode the metric events on every core (Data is nil until now).
+		errs := make([]error, len(async))
+		parallel(len(async), func(i int) { async[i].Data, errs[i] = events.Encode(asyncEvents[i]) })
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("encode metrics: %w", err)
+		}
 		seqs, err := bus.AppendAll(ctx, d.js, async)
 		if err != nil {
 			return fmt.Errorf("append metrics: %w", err)
@@ -258,9 +266,13 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 		async, asyncEvents, asyncWaiters = async[:0], asyncEvents[:0], asyncWaiters[:0]
 		return nil
 	}
+	// Decoding is pure and the batch's biggest cost: decode every proposal
+	// up front, on every core.
+	decoded := make([]decodedProposal, len(batch))
+	parallel(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
 	acks := make([]inbound, 0, len(batch))
-	for _, m := range batch {
-		p, err := d.proposal(m)
+	for i, m := range batch {
+		p, err := decoded[i].p, decoded[i].err
 		if err != nil {
 			d.recordRejection(ctx, p, &policy.Rejection{Code: policy.CodeInvalid, Message: err.Error()})
 			acks = append(acks, m)
@@ -297,11 +309,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 				d.notify(p.ID, out)
 			}
 			for _, e := range dec.Events {
-				data, err := events.Encode(e)
-				if err != nil {
-					return fmt.Errorf("encode %s: %w", e.ID, err)
-				}
-				async = append(async, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data})
+				async = append(async, bus.Msg{Subject: d.subj.Event(e), ID: e.ID}) // encoded in flush
 				asyncEvents = append(asyncEvents, e)
 				asyncWaiters = append(asyncWaiters, asyncNotice{proposal: p.ID, index: len(async) - 1, out: out})
 			}
@@ -330,6 +338,32 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 		}
 	}
 	return nil
+}
+
+type decodedProposal struct {
+	p   events.Event
+	err error
+}
+
+// parallel calls fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 type asyncNotice struct {

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -253,16 +256,43 @@ type Source func(ctx context.Context, from uint64, fn func([]RawRecord) error) e
 
 // Follow decodes and applies the log from the store's next sequence on.
 func (s *Store) Follow(ctx context.Context, src Source) error {
-	recs := make([]Record, 0, 1024)
+	var recs []Record
+	var errs []error
 	return src(ctx, s.Seq()+1, func(batch []RawRecord) error {
-		recs = recs[:0]
-		for _, r := range batch {
-			e, err := events.Decode(r.Data)
+		// Decoding is pure and costs more than folding: decode the batch
+		// on every core, then fold it in order.
+		recs = slices.Grow(recs[:0], len(batch))[:len(batch)]
+		errs = slices.Grow(errs[:0], len(batch))[:len(batch)]
+		decodeAll(len(batch), func(i int) {
+			recs[i].Seq = batch[i].Seq
+			recs[i].Event, errs[i] = events.Decode(batch[i].Data)
+		})
+		for i, err := range errs {
 			if err != nil {
-				return fmt.Errorf("decode event at seq %d: %w", r.Seq, err)
+				return fmt.Errorf("decode event at seq %d: %w", batch[i].Seq, err)
 			}
-			recs = append(recs, Record{Seq: r.Seq, Event: e})
 		}
 		return s.Apply(recs)
 	})
+}
+
+// decodeAll calls fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines.
+func decodeAll(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
