@@ -55,6 +55,23 @@ func appendMetricsEvent(b []byte, e Event, pl MetricsLoggedV1) (_ []byte, ok boo
 	return append(b, '}'), ok
 }
 
+// EncodeMetricsWith returns the encoding of the metrics_logged event e with
+// payload, the JSON of its payload, as is: payload must be what
+// ParseMetricsPayload accepted (so that Decode reads it back as the event
+// with that payload). The HTTP edge uses it to pass a log request's body
+// through into the proposal without encoding its rows again; the encoding
+// may then differ from Encode's in layout (a client's spacing and key
+// order), never in content, so use it for proposals, not for the log.
+func EncodeMetricsWith(e Event, payload []byte) ([]byte, bool) {
+	b, ok := appendMetricsEvent(make([]byte, 0, len(payload)+512), e, MetricsLoggedV1{})
+	if !ok {
+		return nil, false
+	}
+	b = b[:len(b)-len(`{"rows":null}}`)]
+	b = append(b, payload...)
+	return append(b, '}'), true
+}
+
 // AppendMetricsPayload appends the JSON encoding of pl, the same bytes
 // json.Marshal writes ({"rows":[...]}, map keys sorted). ok is false when
 // json.Marshal would fail (a non-finite row time).

@@ -187,3 +187,36 @@ func FuzzFastDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkFastDecode(t, b) })
 }
+
+// TestEncodeMetricsWith: an event built around a payload's JSON is Encode's
+// bytes for a canonical payload, and decodes to the same event for any
+// layout ParseMetricsPayload accepts.
+func TestEncodeMetricsWith(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	for range 2000 {
+		e := randomMetrics(rng)
+		pl := e.Payload.(MetricsLoggedV1)
+		if pl.Rows == nil {
+			continue
+		}
+		payload, _ := AppendMetricsPayload(nil, pl)
+		want, _ := Encode(e)
+		got, ok := EncodeMetricsWith(e, payload)
+		if !ok || !bytes.Equal(got, want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+		var pretty bytes.Buffer
+		_ = json.Indent(&pretty, payload, "", "  ")
+		if _, ok := ParseMetricsPayload(pretty.Bytes()); !ok {
+			continue
+		}
+		got, _ = EncodeMetricsWith(e, pretty.Bytes())
+		back, err := Decode(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := Encode(back); !bytes.Equal(b, want) {
+			t.Fatalf("\n got %s\nwant %s", b, want)
+		}
+	}
+}

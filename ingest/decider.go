@@ -157,7 +157,7 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err := d.takeOver(ctx, cons); err != nil {
 		return err
 	}
-	n := 16 // proposals per fetch: about 16 MiB of them (see bus.FetchCount)
+	n := 500 // proposals per fetch, then about 16 MiB of them (see bus.FetchCount)
 	for ctx.Err() == nil {
 		msgs, err := cons.FetchNoWait(n)
 		if err != nil {

@@ -427,11 +427,11 @@ func (h *Edge) logMetrics(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	body, err := readRows(c)
+	body, raw, err := readRows(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	out, err := h.LogRows(c.r.Context(), c.actor.Username, c.id, entity, project, run, body.Rows)
+	out, err := h.logRows(c.r.Context(), c.actor.Username, c.id, entity, project, run, body.Rows, raw)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -439,32 +439,41 @@ func (h *Edge) logMetrics(c *call) (int, any, error) {
 }
 
 // readRows reads a log request's body, {"rows": [...]}, on the events
-// package's fast path; a body outside it (or a broken one) is read by
-// httpx.ReadJSON, which reports what is wrong with it.
-func readRows(c *call) (events.MetricsLoggedV1, error) {
+// package's fast path, and returns it also as raw bytes (to pass through
+// into the proposal); a body outside the fast path (or a broken one) is
+// read by httpx.ReadJSON, which reports what is wrong with it, and raw is
+// nil.
+func readRows(c *call) (_ events.MetricsLoggedV1, raw []byte, _ error) {
 	data, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, httpx.MaxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return events.MetricsLoggedV1{}, httpx.Errorf(http.StatusRequestEntityTooLarge, "too_large",
+		return events.MetricsLoggedV1{}, nil, httpx.Errorf(http.StatusRequestEntityTooLarge, "too_large",
 			"request body is larger than the %d-byte limit; send smaller batches", httpx.MaxBody)
 	}
 	if err == nil {
 		if pl, ok := events.ParseMetricsPayload(data); ok {
-			return pl, nil
+			return pl, data, nil
 		}
 	}
 	var body events.MetricsLoggedV1
 	c.r.Body = io.NopCloser(bytes.NewReader(data))
-	return body, httpx.ReadJSON(c.w, c.r, httpx.MaxBody, &body)
+	return body, nil, httpx.ReadJSON(c.w, c.r, httpx.MaxBody, &body)
 }
 
 // LogRows queues a batch of rows for a run on behalf of actor (also used by
 // the W&B adapter).
 func (h *Edge) LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row) (Outcome, error) {
+	return h.logRows(ctx, actor, id, entity, project, run, rows, nil)
+}
+
+// logRows is LogRows; raw, when not nil, is the JSON of the rows' payload,
+// passed through into the proposal unless a row's time is filled in here.
+func (h *Edge) logRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (Outcome, error) {
 	now := time.Now().UTC()
 	for i := range rows {
 		if rows[i].Time == 0 { // a row without a wall time was logged now
 			rows[i].Time = float64(now.UnixMicro()) / 1e6
+			raw = nil
 		}
 	}
 	p := events.Event{ID: id, Actor: actor, Time: now, Entity: entity, Project: project, Run: run,
@@ -472,7 +481,13 @@ func (h *Edge) LogRows(ctx context.Context, actor, id, entity, project, run stri
 	var dry policy.Decision
 	h.Decider.View(func(s *policy.State) { dry = policy.Decide(s, p) })
 	wait := dry.Rejection != nil
-	out, err := h.Proposer.Propose(ctx, p, wait)
+	var out Outcome
+	var err error
+	if raw != nil {
+		out, err = h.Proposer.ProposeMetrics(ctx, p, raw, wait)
+	} else {
+		out, err = h.Proposer.Propose(ctx, p, wait)
+	}
 	if err != nil {
 		if errors.Is(err, ErrUndecided) {
 			return out, httpx.Errorf(503, "undecided", "%v", err)

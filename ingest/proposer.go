@@ -47,6 +47,27 @@ func (pr *Proposer) Propose(ctx context.Context, p events.Event, wait bool) (Out
 	if err != nil {
 		return Outcome{}, err
 	}
+	return pr.propose(ctx, p, data, wait)
+}
+
+// ProposeMetrics is Propose for a metrics_logged proposal whose payload's
+// JSON is payload, as events.ParseMetricsPayload accepted it (the body of a
+// log request): it is passed through, not encoded again.
+func (pr *Proposer) ProposeMetrics(ctx context.Context, p events.Event, payload []byte, wait bool) (Outcome, error) {
+	if p.ID == "" {
+		p.ID = events.NewID(time.Now())
+	}
+	if p.Time.IsZero() {
+		p.Time = time.Now().UTC()
+	}
+	data, ok := events.EncodeMetricsWith(p, payload)
+	if !ok {
+		return pr.Propose(ctx, p, wait)
+	}
+	return pr.propose(ctx, p, data, wait)
+}
+
+func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wait bool) (Outcome, error) {
 	if len(data) > bus.MaxPayload-4096 {
 		return Outcome{}, fmt.Errorf("the request is %d bytes once encoded; the limit is %d", len(data), bus.MaxPayload-4096)
 	}
