@@ -17,7 +17,8 @@ import (
 // Admin subjects of the projectors' read models. Every projector answers
 // (no queue group): each replica holds its own read model.
 //
-//	<prefix>.admin.readmodel.digest            -> ReadModelStatus
+//	<prefix>.admin.readmodel.status            -> ReadModelStatus with Seq (cheap)
+//	<prefix>.admin.readmodel.digest            -> ReadModelStatus with Digest
 //	<prefix>.admin.readmodel.verify            -> ReadModelStatus with Verification
 //	<prefix>.admin.readmodel.rebuild           -> ReadModelStatus; then progress on
 //	<prefix>.admin.readmodel.progress.<id>     <- RebuildProgress messages, the last with Done
@@ -32,6 +33,7 @@ func ProgressSubject(prefix, id string) string { return AdminSubject(prefix, "pr
 type ReadModelStatus struct {
 	ID     string                  `json:"id"`
 	Dir    string                  `json:"dir"`
+	Seq    uint64                  `json:"seq"`
 	Digest *projections.DigestInfo `json:"digest,omitempty"`
 	Verify *Verification           `json:"verify,omitempty"`
 	Error  string                  `json:"error,omitempty"`
@@ -43,7 +45,8 @@ type AdminRequest struct {
 }
 
 func (p *Projector) status() ReadModelStatus {
-	return ReadModelStatus{ID: p.ID, Dir: p.cur.Load().dir}
+	g := p.cur.Load()
+	return ReadModelStatus{ID: p.ID, Dir: g.dir, Seq: g.store.Seq()}
 }
 
 // serveAdmin answers digest, verify and rebuild requests over NATS.
@@ -74,6 +77,7 @@ func (p *Projector) serveAdmin(ctx context.Context) (stop func(), err error) {
 		wg.Wait()
 	}
 	errs := []error{
+		handle("status", func(*nats.Msg) any { return p.status() }),
 		handle("digest", func(*nats.Msg) any {
 			st := p.status()
 			d, err := p.Digest()

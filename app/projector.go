@@ -35,6 +35,7 @@ type Projector struct {
 
 	cur       atomic.Pointer[generation]
 	rebuildMu sync.Mutex // one rebuild at a time
+	digestMu  sync.Mutex // one digest at a time
 
 	runMu  sync.Mutex
 	runCtx context.Context // set while Run runs
@@ -289,6 +290,8 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(RebuildProgress))
 
 // Digest returns the digest of the live read model.
 func (p *Projector) Digest() (d projections.DigestInfo, err error) {
+	p.digestMu.Lock() // one at a time: a digest reads the whole read model
+	defer p.digestMu.Unlock()
 	p.view(func(g *generation) { d, err = g.store.Digest() })
 	return d, err
 }

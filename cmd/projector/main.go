@@ -3,6 +3,7 @@
 // with its own directory).
 //
 //	projector [-nats.url URL] [-data.dir DIR] [-durable]     run
+//	projector status [-nats.url URL]                         the running projectors: id, directory, sequence
 //	projector digest [-nats.url URL] [-id ID] [-verify]      digests of the running projectors' read models
 //	projector digest -dir DIR                                digest of a read model no process has open
 //	projector rebuild [-nats.url URL] [-id ID]               rebuild the running projectors' read models from the log
@@ -37,7 +38,7 @@ func main() {
 }
 
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "digest" || args[0] == "rebuild") {
+	if len(args) > 0 && (args[0] == "digest" || args[0] == "rebuild" || args[0] == "status") {
 		return admin(ctx, args[0], args[1:], stdout, stderr)
 	}
 	fs := cli.NewFlagSet("projector", stderr)
@@ -75,7 +76,7 @@ func admin(ctx context.Context, cmd string, args []string, stdout, stderr io.Wri
 	id := fs.String("id", "", "only the projector with this id (as logged at start); all by default")
 	dir := fs.String("dir", "", "digest: the read model in this directory (no process may have it open) instead of the running ones")
 	verify := fs.Bool("verify", false, "digest: also replay the log up to each read model's sequence and compare")
-	wait := fs.Duration("wait", 2*time.Second, "how long to wait for the projectors' answers (verify waits for the replay)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the first projector's answer (verify waits for the replay, at least 10m)")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
 	}
@@ -83,6 +84,8 @@ func admin(ctx context.Context, cmd string, args []string, stdout, stderr io.Wri
 	switch {
 	case cmd == "rebuild":
 		return cli.RebuildNATS(ctx, *natsURL, prefix, *id, stdout, stderr)
+	case cmd == "status":
+		return cli.AdminNATS(ctx, *natsURL, prefix, "status", *id, *wait, stdout)
 	case *dir != "":
 		return cli.DigestDir(*dir, stdout)
 	case *verify:
