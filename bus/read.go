@@ -63,6 +63,7 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 		}
 	}
 	batch := make([]Entry, 0, o.Batch)
+	sizer := FetchSizer{Max: o.Batch}
 	n := min(o.Batch, 16) // messages per fetch: a few until their size is known
 	for ctx.Err() == nil {
 		wait := 500 * time.Millisecond
@@ -105,7 +106,10 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 				continue
 			}
 		}
-		n = fetchSize(batch, o.Batch)
+		for _, e := range batch {
+			sizer.See(len(e.Data))
+		}
+		n = sizer.N()
 		if err := fn(batch); err != nil {
 			return err
 		}
@@ -117,27 +121,27 @@ func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]
 }
 
 // maxFetchBytes bounds what one fetch asks for. A fetch of more than the
-// client's pending-bytes limit (64 MiB) overflows it: the ordered consumer
-// then resets and re-reads, and 1,000 events of 800 KB read ten times
-// slower than 20.
+// 64 MiB a connection may have pending overflows it: the consumer stalls,
+// and what was dropped is delivered again (an ordered consumer resets and
+// re-reads; a durable one redelivers after its ack wait, out of order).
+// 1,000 events of 800 KB read ten times slower than 20 at a time.
 const maxFetchBytes = 16 << 20
 
-// fetchSize returns how many messages the next fetch asks for: at most max,
-// and about maxFetchBytes at the mean size of the last batch.
-func fetchSize(last []Entry, max int) int {
-	size := 0
-	for _, e := range last {
-		size += len(e.Data)
-	}
-	return FetchCount(size, len(last), max)
+// FetchSizer sizes a pull consumer's fetches by the largest message seen so
+// far (not the mean: a batch of small messages may be followed by large
+// ones): at most max messages, and at most about 16 MiB of them.
+type FetchSizer struct {
+	Max     int // messages per fetch at most
+	largest int
 }
 
-// FetchCount returns how many messages a pull consumer's next fetch should
-// ask for, given that the last one returned n messages of size bytes in
-// all: at most max, and about 16 MiB of messages of that mean size.
-func FetchCount(size, n, max int) int {
-	if size == 0 || n == 0 {
-		return max
+// See records the size of a fetched message.
+func (f *FetchSizer) See(size int) { f.largest = max(f.largest, size) }
+
+// N returns how many messages the next fetch should ask for.
+func (f *FetchSizer) N() int {
+	if f.largest == 0 {
+		return f.Max
 	}
-	return min(max, 1+maxFetchBytes*n/size)
+	return max(1, min(f.Max, maxFetchBytes/f.largest))
 }

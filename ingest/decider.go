@@ -157,19 +157,26 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err := d.takeOver(ctx, cons); err != nil {
 		return err
 	}
-	n := 500 // proposals per fetch, then about 16 MiB of them (see bus.FetchCount)
+	// Proposals per fetch: at most 500, and about 16 MiB of the largest
+	// seen (see bus.FetchSizer), starting from what waits in the inbox.
+	sizer := bus.FetchSizer{Max: 500}
+	if st, err := d.js.Stream(ctx, bus.InboxStream); err == nil {
+		if info, err := st.Info(ctx); err == nil && info.State.Msgs > 0 {
+			sizer.See(int(2 * info.State.Bytes / info.State.Msgs))
+		}
+	}
+	n := sizer.N()
 	for ctx.Err() == nil {
 		msgs, err := cons.FetchNoWait(n)
 		if err != nil {
 			return fmt.Errorf("fetch proposals: %w", err)
 		}
 		batch := make([]inbound, 0, n)
-		size := 0
 		for m := range msgs.Messages() {
 			batch = append(batch, m)
-			size += len(m.Data())
+			sizer.See(len(m.Data()))
 		}
-		n = bus.FetchCount(size, len(batch), 500)
+		n = sizer.N()
 		if len(batch) == 0 {
 			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 			if err != nil {
@@ -180,7 +187,9 @@ func (d *Decider) Run(ctx context.Context) error {
 			}
 			for m := range msgs.Messages() {
 				batch = append(batch, m)
+				sizer.See(len(m.Data()))
 			}
+			n = sizer.N()
 		}
 		if len(batch) == 0 {
 			continue
