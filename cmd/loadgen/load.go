@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -59,6 +62,11 @@ func measure(ctx context.Context, c config, s *server, rep *report) error {
 			return fmt.Errorf("filestream mode: %w", err)
 		}
 		rep.printLoad(r, s)
+	}
+	if c.memprofile != "" {
+		if err := writeHeap(c.memprofile); err != nil {
+			return err
+		}
 	}
 	if c.modes["rebuild"] {
 		if err := rebuild(ctx, c, s, rep); err != nil {
@@ -347,4 +355,14 @@ func observe(ctx context.Context, s *server, jobs []*job, res *result) func() {
 		cancel()
 		wg.Wait()
 	}
+}
+
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }

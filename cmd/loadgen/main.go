@@ -80,6 +80,7 @@ type config struct {
 	baseline      bool
 	baseDuration  time.Duration
 	cpuprofile    string
+	memprofile    string
 	verbose       bool
 }
 
@@ -103,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.baseline, "baseline", true, "measure the raw JetStream baseline first")
 	fs.DurationVar(&c.baseDuration, "baseline.duration", 5*time.Second, "how long the baseline publishes")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
+	fs.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file after the load modes")
 	fs.BoolVar(&c.verbose, "v", false, "print progress every second")
 	if err := cli.Parse(fs, args, "LOADGEN_"); err != nil {
 		return err

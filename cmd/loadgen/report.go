@@ -161,8 +161,13 @@ func (r *report) printLoad(res *result, s *server) {
 	r.printf("  freshness, log -> visible (%d probes): p50 %s, p99 %s (x%s of a raw sync publish p99)\n", len(res.fresh),
 		ms(p50), ms(p99), ratio(float64(p99), r.baseOr(func(b *baseline) float64 { return float64(b.syncP99) })))
 	r.latencies("run start under load", res.startsLoaded)
-	r.printf("  server CPU %.0f%% of one core (window + drain), RSS %d MiB, peak %d MiB\n",
-		res.cpu1.cpu(res.cpu0), res.cpu1.rss>>20, res.cpu1.hwm>>20)
+	cpuSecs := float64(res.cpu1.cpuTicks-res.cpu0.cpuTicks) / 100
+	perCPU := 0.0
+	if cpuSecs > 0 {
+		perCPU = float64(res.readBack) / cpuSecs
+	}
+	r.printf("  server CPU %.0f%% of one core (window + drain): %s points per CPU-second; RSS %d MiB, peak %d MiB\n",
+		res.cpu1.cpu(res.cpu0), si(perCPU), res.cpu1.rss>>20, res.cpu1.hwm>>20)
 	r.printf("  sent %d points in %d rows; read back %d points; missing %d\n", res.sentPoints, res.sentRows, res.readBack, res.missing)
 	for _, p := range res.problems {
 		r.printf("  PROBLEM: %s\n", p)
