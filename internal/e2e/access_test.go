@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -726,9 +727,9 @@ func TestForgery(t *testing.T) {
 	t.Logf("HTTP attempts done after %s", time.Since(phase))
 
 	// Through NATS with mallory's key.
-	var violations int
+	var violations atomic.Int64 // counted on the connection's callback goroutine
 	mc, err := nats.Connect(sys.NATSURL, nats.Token(w.keys[mallory]), nats.CustomInboxPrefix(natsauth.InboxPrefix(mallory)),
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { violations++ }))
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { violations.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -853,14 +854,14 @@ func TestForgery(t *testing.T) {
 	if d := dump(); d != dump0 {
 		t.Errorf("the read model changed:\nbefore:\n%s\nafter:\n%s", dump0, d)
 	}
-	if violations == 0 {
+	if violations.Load() == 0 {
 		t.Error("the server reported no permission violations")
 	}
 	if attempts < 1000 {
 		t.Errorf("only %d forgery attempts", attempts)
 	}
 	t.Logf("forgery: %d attempts (%d HTTP, %d NATS of which %d proposals decided and refused); %d permission violations reported by nats-server; events stream at seq %d before and after",
-		attempts, httpAttempts, attempts-httpAttempts, natsProposals, violations, seq1)
+		attempts, httpAttempts, attempts-httpAttempts, natsProposals, violations.Load(), seq1)
 }
 
 func ingestValidate(k string) error { return ingest.ValidateAPIKey(k) }
