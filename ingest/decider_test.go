@@ -169,11 +169,16 @@ func TestSeveralDecidersKeepProjectRules(t *testing.T) {
 	e.decider(true)
 	e.setup()
 	e.drained()
+	// dave, a Member nobody removes, starts the runs (an Admin who starts
+	// runs could be removed half-way, and the rest of their starts refused).
+	e.propose("admin", events.Event{Entity: "dave", Payload: events.UserCreatedV1{Username: "dave"}})
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.MemberInvitedV1{Username: "dave", Role: events.RoleMember}})
+	e.drained()
 	e.decider(false)
 	e.decider(false)
 	admins := []string{"alice", "bob", "carol"}
 	for i := 0; i < 150; i++ {
-		e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: fmt.Sprintf("run-%d", i%3)}})
+		e.propose("dave", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: fmt.Sprintf("run-%d", i%3)}})
 		if i%10 == 0 {
 			actor, target := admins[(i/10)%3], admins[(i/10+1)%3]
 			e.propose(actor, events.Event{Entity: "alice", Project: "p", Payload: events.MemberRemovedV1{Username: target}})
