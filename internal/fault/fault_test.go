@@ -131,8 +131,8 @@ func TestKillProjector(t *testing.T) {
 	if err := json.Unmarshal(s.runCLI("projector", "rebuild"), &rebuilt); err != nil {
 		t.Fatal(err)
 	}
-	if len(rebuilt) != 1 || rebuilt[0].Digest == nil || rebuilt[0].Digest.Digest != verified[0].Verify.Live.Digest {
-		t.Fatalf("projector rebuild: %+v, want digest %s", rebuilt, verified[0].Verify.Live.Digest)
+	if len(rebuilt) != 1 || rebuilt[0].Digest == nil || *rebuilt[0].Digest != verified[0].Verify.Live {
+		t.Fatalf("projector rebuild: %+v, want %+v", rebuilt, verified[0].Verify.Live)
 	}
 
 	// 0 lost, 0 applied twice: every run has each of its rows once.

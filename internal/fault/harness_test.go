@@ -235,7 +235,9 @@ func mustNATS(t *testing.T) *sys {
 
 func (s *sys) ingest(name string) *proc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
-	p := startProc(s.t, name, s.env, filepath.Join(s.bin, "ingest"), "-http.addr", addr)
+	// No crash sweeps: runs go quiet while a test checks the read model,
+	// and run_crashed events would move the log on meanwhile.
+	p := startProc(s.t, name, s.env, filepath.Join(s.bin, "ingest"), "-http.addr", addr, "-runs.crash-after", "87600h")
 	if s.ingestURL == "" {
 		s.ingestURL = "http://" + addr
 		s.waitIngest()
