@@ -141,8 +141,8 @@ func DigestHTTP(ctx context.Context, base, key string, verify bool, out io.Write
 // AdminNATS sends a read-model admin request (digest or verify) to every
 // projector (or the one with id) and prints their answers, waiting up to
 // wait for the first and a little for the others.
-func AdminNATS(ctx context.Context, url, prefix, op, id string, wait time.Duration, out io.Writer) error {
-	nc, err := nats.Connect(url, nats.Name("logbook-admin"))
+func AdminNATS(ctx context.Context, url, prefix, op, id string, wait time.Duration, out io.Writer, opts ...nats.Option) error {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("logbook-admin")}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats at %s: %w", url, err)
 	}
@@ -169,8 +169,8 @@ func AdminNATS(ctx context.Context, url, prefix, op, id string, wait time.Durati
 
 // RebuildNATS asks every projector (or the one with id) to rebuild its
 // read model, shows the progress of each, and prints the new digests.
-func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Writer) error {
-	nc, err := nats.Connect(url, nats.Name("logbook-admin"))
+func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Writer, opts ...nats.Option) error {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("logbook-admin")}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats at %s: %w", url, err)
 	}
