@@ -164,7 +164,7 @@ func TestDecide(t *testing.T) {
 		{name: "unknown entity", when: events.Event{Entity: "ghost", Project: "p", Actor: "alice", Payload: events.ProjectCreatedV1{}}, code: CodeUnknownEntity},
 		{name: "only site admins create users", when: events.Event{Entity: "zed", Actor: "alice", Payload: events.UserCreatedV1{Username: "zed"}}, code: CodeForbidden},
 		{name: "user with a pending invite joins on creation", given: []events.Event{in("alice", events.MemberInvitedV1{Email: "zed@example.com", Role: events.RoleViewer})},
-			when: events.Event{Entity: "zed", Actor: "admin", Payload: events.UserCreatedV1{Username: "zed", Email: "zed@example.com"}},
+			when:  events.Event{Entity: "zed", Actor: "admin", Payload: events.UserCreatedV1{Username: "zed", Email: "zed@example.com"}},
 			types: []events.Type{events.UserCreated, events.MemberJoined}},
 		{name: "username taken by a team", when: events.Event{Entity: "team", Actor: "admin", Payload: events.UserCreatedV1{Username: "team"}}, code: CodeEntityExists},
 		{name: "unauthenticated", when: events.Event{Entity: "team", Project: "proj", Payload: events.RunStartedV1{}}, code: CodeUnauthenticated},
