@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/par"
 	"github.com/logbook/logbook/policy"
 )
 
@@ -255,7 +254,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 		}
 		// Encode the metric events on every core (Data is nil until now).
 		errs := make([]error, len(async))
-		parallel(len(async), func(i int) { async[i].Data, errs[i] = events.Encode(asyncEvents[i]) })
+		par.Do(len(async), func(i int) { async[i].Data, errs[i] = events.Encode(asyncEvents[i]) })
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("encode metrics: %w", err)
 		}
@@ -278,7 +277,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 	// Decoding is pure and the batch's biggest cost: decode every proposal
 	// up front, on every core.
 	decoded := make([]decodedProposal, len(batch))
-	parallel(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
+	par.Do(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
 	acks := make([]inbound, 0, len(batch))
 	for i, m := range batch {
 		p, err := decoded[i].p, decoded[i].err
@@ -352,27 +351,6 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 type decodedProposal struct {
 	p   events.Event
 	err error
-}
-
-// parallel calls fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines.
-func parallel(n int, fn func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 type asyncNotice struct {

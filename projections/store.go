@@ -7,16 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/par"
 )
 
 // Version is the projection version: bump it whenever the fold changes, and
@@ -263,7 +262,7 @@ func (s *Store) Follow(ctx context.Context, src Source) error {
 		// on every core, then fold it in order.
 		recs = slices.Grow(recs[:0], len(batch))[:len(batch)]
 		errs = slices.Grow(errs[:0], len(batch))[:len(batch)]
-		decodeAll(len(batch), func(i int) {
+		par.Do(len(batch), func(i int) {
 			recs[i].Seq = batch[i].Seq
 			recs[i].Event, errs[i] = events.Decode(batch[i].Data)
 		})
@@ -274,25 +273,4 @@ func (s *Store) Follow(ctx context.Context, src Source) error {
 		}
 		return s.Apply(recs)
 	})
-}
-
-// decodeAll calls fn(0) ... fn(n-1) on up to GOMAXPROCS goroutines.
-func decodeAll(n int, fn func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
 }
