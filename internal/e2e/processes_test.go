@@ -11,56 +11,34 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/internal/testbin"
 )
 
-// binaries builds nats-server (from its Go module) and the three Logbook
-// components once per test binary.
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// syncBuffer collects a process's output.
+type syncBuffer = testbin.Buffer
 
+// mustBinaries builds nats-server and Logbook's commands once per test
+// binary (internal/testbin).
 func mustBinaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "logbook-bin-")
-		if buildErr != nil {
-			return
-		}
-		root := repoRoot(t)
-		for _, pkg := range []string{"github.com/nats-io/nats-server/v2", "./cmd/ingest", "./cmd/projector", "./cmd/query", "./cmd/logbook"} {
-			out := filepath.Join(binDir, filepath.Base(pkg))
-			if pkg == "github.com/nats-io/nats-server/v2" {
-				out = filepath.Join(binDir, "nats-server")
-			}
-			cmd := exec.Command("go", "build", "-o", out, pkg)
-			cmd.Dir = root
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	dir, err := testbin.Build()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binDir
+	return dir
 }
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testbin.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // proc is a started process whose output is kept for failure reports.
@@ -69,23 +47,6 @@ type proc struct {
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs a binary until the test ends (SIGTERM, then SIGKILL).

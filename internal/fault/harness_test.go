@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,80 +27,34 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/internal/testbin"
 )
 
 var long = flag.Bool("long", os.Getenv("LOGBOOK_LONG_FAULTS") == "1", "run the long fault tests (20 kills, 1,000,000 events)")
 
 const adminKey = "lb-fault000000000000000000000000000000000000000admin"
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// syncBuffer collects a process's output.
+type syncBuffer = testbin.Buffer
 
-// mustBinaries builds nats-server (from its Go module), ingest, projector
-// and logbook once per test binary, without the race detector.
+// mustBinaries builds nats-server and Logbook's commands once per test
+// binary (internal/testbin).
 func mustBinaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "logbook-fault-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		root := filepath.Dir(string(bytes.TrimSpace(out)))
-		for _, pkg := range []string{"github.com/nats-io/nats-server/v2", "./cmd/ingest", "./cmd/projector", "./cmd/logbook"} {
-			name := filepath.Base(pkg)
-			if name == "v2" {
-				name = "nats-server"
-			}
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
-			cmd.Dir = root
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	dir, err := testbin.Build()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binDir
+	return dir
 }
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testbin.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		s.b.Reset() // keep the tail
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return port
 }
 
 // proc is a process that can be killed and started again.
