@@ -21,6 +21,7 @@ import (
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 	"github.com/logbook/logbook/query"
+	"github.com/logbook/logbook/web"
 )
 
 // AllInOneConfig configures the single-process Logbook.
@@ -112,6 +113,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	}
 	mux := http.NewServeMux()
 	Health(mux)
+	web.Register(mux)
 	in.Edge.Register(mux)
 	(&query.Handler{Reader: proj.Reader, Log: log.With("component", "query")}).Register(mux)
 	proj.AdminRoutes(mux)

@@ -17,6 +17,7 @@ import (
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/query"
+	"github.com/logbook/logbook/web"
 )
 
 func main() {
@@ -56,6 +57,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	mux := http.NewServeMux()
 	app.Health(mux)
+	web.Register(mux)
 	(&query.Handler{Reader: query.NATSReader{NC: nc, Subject: query.ReadSubject(*prefix)}, Log: log}).Register(mux)
 	log.Info("query listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
 	return app.Serve(ctx, ln, mux, log)
