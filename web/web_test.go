@@ -2,11 +2,11 @@ package web
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
