@@ -282,15 +282,7 @@ func stepBounds(txn *badger.Txn, prefix []byte) (first, last int64, ok bool, err
 // scanChunks calls fn for every chunk that may hold steps in [lo, hi], in
 // step order, then done. The chunk is only valid during the call.
 func scanChunks(txn *badger.Txn, prefix []byte, lo, hi int64, fn func(chunk), done func()) error {
-	start := stepKey(prefix, lo)
-	rev := badger.DefaultIteratorOptions
-	rev.Prefix, rev.Reverse, rev.PrefetchValues = prefix, true, false
-	rit := txn.NewIterator(rev)
-	rit.Seek(start)
-	if rit.Valid() {
-		start = rit.Item().KeyCopy(nil)
-	}
-	rit.Close()
+	start := chunkStart(txn, prefix, lo)
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix, opts.PrefetchValues = prefix, false
 	it := txn.NewIterator(opts)
@@ -468,15 +460,7 @@ type metricCursor struct {
 }
 
 func newMetricCursor(txn *badger.Txn, prefix []byte, from int64) (*metricCursor, error) {
-	start := stepKey(prefix, from)
-	rev := badger.DefaultIteratorOptions
-	rev.Prefix, rev.Reverse, rev.PrefetchValues = prefix, true, false
-	rit := txn.NewIterator(rev)
-	rit.Seek(start)
-	if rit.Valid() {
-		start = rit.Item().KeyCopy(nil)
-	}
-	rit.Close()
+	start := chunkStart(txn, prefix, from)
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix, opts.PrefetchValues = prefix, false
 	mc := &metricCursor{it: txn.NewIterator(opts)}
@@ -598,4 +582,20 @@ func csvField(s string) []byte {
 		b = append(b, s[i])
 	}
 	return append(b, '"')
+}
+
+// chunkStart returns the key to start a forward scan of a metric's chunks
+// at so that step is included: the last chunk whose first step is <= step
+// (chunks are keyed by their first step), or step's own key if none is.
+func chunkStart(txn *badger.Txn, prefix []byte, step int64) []byte {
+	start := stepKey(prefix, step)
+	rev := badger.DefaultIteratorOptions
+	rev.Prefix, rev.Reverse, rev.PrefetchValues = prefix, true, false
+	rit := txn.NewIterator(rev)
+	defer rit.Close()
+	rit.Seek(start)
+	if rit.Valid() {
+		return rit.Item().KeyCopy(nil)
+	}
+	return start
 }

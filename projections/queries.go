@@ -167,17 +167,7 @@ func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Poi
 	return s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
-		// Start at the chunk that holds MinStep: the last chunk whose first
-		// step is <= MinStep.
-		start := stepKey(prefix, q.MinStep)
-		rev := badger.DefaultIteratorOptions
-		rev.Prefix, rev.Reverse, rev.PrefetchValues = prefix, true, false
-		rit := txn.NewIterator(rev)
-		rit.Seek(start)
-		if rit.Valid() {
-			start = rit.Item().KeyCopy(nil)
-		}
-		rit.Close()
+		start := chunkStart(txn, prefix, q.MinStep)
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(start); it.Valid(); it.Next() {
