@@ -170,18 +170,25 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	return out, nil
 }
 
-func (s *Server) createRunFiles(r *http.Request, c *caller, v vars) (any, error) {
+// requestedUploads reads entity, the project (named projectVar), run and
+// files from a request's variables and returns an upload URL per file.
+func (s *Server) requestedUploads(r *http.Request, c *caller, v vars, projectVar string) (list []any, run string, err error) {
 	entity, _, _ := v.str("entity")
-	project, _, _ := v.str("project")
-	run, _, err := v.str("run")
+	project, _, _ := v.str(projectVar)
+	run, _, err = v.str("run")
 	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
+		return nil, "", gqlErrorf("invalid", "%v", err)
 	}
 	files, _, err := v.strs("files")
 	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
+		return nil, "", gqlErrorf("invalid", "%v", err)
 	}
-	list, err := s.uploadURLs(r, c, entity, project, run, files)
+	list, err = s.uploadURLs(r, c, entity, project, run, files)
+	return list, run, err
+}
+
+func (s *Server) createRunFiles(r *http.Request, c *caller, v vars) (any, error) {
+	list, run, err := s.requestedUploads(r, c, v, "project")
 	if err != nil {
 		return nil, err
 	}
@@ -190,17 +197,7 @@ func (s *Server) createRunFiles(r *http.Request, c *caller, v vars) (any, error)
 
 // runUploadURLs is the older clients' way to get upload URLs.
 func (s *Server) runUploadURLs(r *http.Request, c *caller, v vars) (any, error) {
-	entity, _, _ := v.str("entity")
-	project, _, _ := v.str("name")
-	run, _, err := v.str("run")
-	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
-	}
-	files, _, err := v.strs("files")
-	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
-	}
-	list, err := s.uploadURLs(r, c, entity, project, run, files)
+	list, run, err := s.requestedUploads(r, c, v, "name")
 	if err != nil {
 		return nil, err
 	}
