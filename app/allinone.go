@@ -1,13 +1,11 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,12 +14,10 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/logbook/logbook/bus"
+	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/natsauth"
-	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
-	"github.com/logbook/logbook/query"
-	"github.com/logbook/logbook/web"
 )
 
 // AllInOneConfig configures the single-process Logbook.
@@ -33,16 +29,13 @@ type AllInOneConfig struct {
 	AdminKey string
 	Durable  bool
 	// KeyRate and KeyBurst rate-limit each API key at the HTTP edge
-	// (ingest.DefaultKeyRate and DefaultKeyBurst if zero).
+	// (lbhttp.DefaultKeyRate and DefaultKeyBurst if zero).
 	KeyRate  float64
 	KeyBurst int
 	// CrashAfter is how long a running run may stay quiet before it is
 	// marked crashed (policy.DefaultCrashAfter if zero).
 	CrashAfter time.Duration
 	Log        *slog.Logger
-	// Routes, when set, adds more HTTP routes (the W&B adapter) given the
-	// ingest side.
-	Routes func(mux *http.ServeMux, in *Ingest, reader query.Reader)
 }
 
 // Addrs are where a started Logbook listens.
@@ -82,62 +75,50 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	defer ns.Shutdown()
 	natsURL := bus.ClientURL(ns)
 
-	b, err := ConnectBus(ctx, natsURL, "logbook", bus.DefaultConfig(), log, nats.UserInfo(auth.User, auth.Password))
+	b, err := bus.Dial(ctx, natsURL, "logbook", bus.DefaultConfig(), log, nats.UserInfo(auth.User, auth.Password))
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
-	in := NewIngest(b)
-	if c.CrashAfter > 0 {
-		in.SetCrashAfter(c.CrashAfter)
-	}
 	adminKey := c.AdminKey
 	if adminKey == "" {
 		adminKey = ingest.NewAPIKey()
-	} else if err := ingest.ValidateAPIKey(adminKey); err != nil {
-		return fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
 	}
-	in.Decider.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(adminKey)}
-	in.Edge.Limits = ingest.NewKeyLimiter(cmp.Or(c.KeyRate, ingest.DefaultKeyRate), cmp.Or(c.KeyBurst, ingest.DefaultKeyBurst))
-
-	proj, err := OpenProjector(b, projections.Options{Dir: filepath.Join(c.DataDir, "readmodel"), SyncWrites: c.Durable})
+	proj, err := NewProjector(b, projections.Options{Dir: filepath.Join(c.DataDir, "readmodel"), SyncWrites: c.Durable})
 	if err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", c.HTTPAddr)
+	in, err := NewIngest(b, IngestConfig{AdminKey: adminKey, KeyRate: c.KeyRate, KeyBurst: c.KeyBurst, CrashAfter: c.CrashAfter},
+		proj.ReadModel.Reader)
 	if err != nil {
-		proj.Close()
-		return fmt.Errorf("listen on -http.addr %s: %w", c.HTTPAddr, err)
+		proj.ReadModel.Close()
+		return err
 	}
-	mux := http.NewServeMux()
-	Health(mux)
-	web.Register(mux)
-	in.Edge.Register(mux)
-	(&query.Handler{Reader: proj.Reader, Log: log.With("component", "query")}).Register(mux)
-	proj.AdminRoutes(mux)
-	if c.Routes != nil {
-		c.Routes(mux, in, proj.Reader)
+	ln, err := Listen(c.HTTPAddr, "-http.addr")
+	if err != nil {
+		proj.ReadModel.Close()
+		return err
 	}
+	reads := &lbhttp.Reads{Reader: proj.ReadModel.Reader, Log: log.With("component", "query")}
+	admin := &lbhttp.Admin{ReadModel: proj.ReadModel, Log: log.With("component", "projector")}
 	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL, NATSAuth: auth}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g run.Group
-	g.Add(func() error { return in.Decider.Run(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.Callout(issuer, natsauth.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
-	g.Add(func() error { return Serve(ctx, ln, CleanPaths(mux), log) }, func(error) { cancel() })
+	g.Add(func() error { return ServeHTTP(ctx, ln, log, true, in.Writes, reads, admin, in.WandB) }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
-		case <-in.Decider.Ready():
+		case <-in.Service.Ready():
 		case <-ctx.Done():
 			return nil
 		}
 		fmt.Fprintf(out, "Logbook is running.\n  Web/API: %s\n  NATS:    %s\n  Data:    %s\n", addrs.HTTP, addrs.NATS, c.DataDir)
-		if in.Decider.SeedCreated {
+		if in.Service.Decider.SeedCreated {
 			if c.AdminKey == "" {
 				fmt.Fprintf(out, "Created the site admin \"admin\". Its API key (shown once, only its hash is stored):\n  %s\n", adminKey)
 			} else {

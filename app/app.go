@@ -1,133 +1,131 @@
-// Package app wires Logbook's parts into runnable components: ingest (the
-// decider and the write API), the projector (read model and read service)
-// and query (the HTTP read API). The three mains and the all-in-one command
-// use the same components.
+// Package app builds Logbook's components from their parts and wires the
+// all-in-one process: it holds constructors and wiring only. The three mains
+// (cmd/ingest, cmd/projector, cmd/query) and the all-in-one (cmd/logbook)
+// build their parts through the same constructors here.
 package app
 
 import (
+	"cmp"
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/run"
 
 	"github.com/logbook/logbook/bus"
-	"github.com/logbook/logbook/events"
+	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/projections"
+	"github.com/logbook/logbook/query"
+	"github.com/logbook/logbook/wandb"
 )
 
-// Bus is a connection to NATS with the topology ensured.
-type Bus struct {
-	NC      *nats.Conn
-	JS      jetstream.JetStream
-	Config  bus.Config
-	Log     *slog.Logger
-	Subject events.Subjects
+// IngestConfig configures the write side.
+type IngestConfig struct {
+	// AdminKey, when set, is the first site admin's API key, created if the
+	// log has no users yet.
+	AdminKey string
+	// KeyRate and KeyBurst rate-limit each API key at the HTTP edge
+	// (lbhttp.DefaultKeyRate and DefaultKeyBurst if zero).
+	KeyRate  float64
+	KeyBurst int
+	// CrashAfter is how long a running run may stay quiet before it is
+	// marked crashed (policy.DefaultCrashAfter if zero).
+	CrashAfter time.Duration
 }
 
-// ConnectBus connects to NATS and ensures the streams exist.
-func ConnectBus(ctx context.Context, url, name string, cfg bus.Config, log *slog.Logger, opts ...nats.Option) (*Bus, error) {
-	nc, js, err := bus.Connect(url, name, opts...)
+// Ingest is the write side: the decider, the crash sweeper and the HTTP
+// write paths (native API and W&B) in front of them.
+type Ingest struct {
+	Service *ingest.Service
+	Sweeper *ingest.Sweeper
+	Writes  *lbhttp.Writes
+	WandB   *wandb.Server
+	Bus     *bus.Client
+}
+
+// NewIngest builds the write side on b; reads of the W&B adapter go to r.
+func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
+	log := b.Log.With("component", "ingest")
+	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
+	svc := &ingest.Service{Decider: d, Proposer: ingest.NewProposer(b.NC, b.JS, b.Subject)}
+	crashAfter := cmp.Or(c.CrashAfter, policy.DefaultCrashAfter)
+	d.SetCrashAfter(crashAfter)
+	if c.AdminKey != "" {
+		if err := ingest.ValidateAPIKey(c.AdminKey); err != nil {
+			return nil, fmt.Errorf("LOGBOOK_ADMIN_API_KEY: %w", err)
+		}
+		d.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(c.AdminKey)}
+	}
+	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
+	return &Ingest{
+		Service: svc,
+		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
+		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
+		WandB:   wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb")),
+		Bus:     b,
+	}, nil
+}
+
+// Run runs the decider and the crash sweeper until ctx ends or one fails.
+func (in *Ingest) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g run.Group
+	g.Add(func() error { return in.Service.Decider.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
+	return g.Run()
+}
+
+// Projector is the read side of one replica: a read model that follows the
+// log, reachable over NATS.
+type Projector struct {
+	ReadModel *query.ReadModel
+	Bus       *bus.Client
+}
+
+// NewProjector opens the read model in o.Dir on b's events stream.
+func NewProjector(b *bus.Client, o projections.Options) (*Projector, error) {
+	rm, err := query.OpenReadModel(b.EventLog(), b.Subject, o, b.Log.With("component", "projector"))
 	if err != nil {
 		return nil, err
 	}
-	if err := bus.EnsureTopology(ctx, js, cfg); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return &Bus{NC: nc, JS: js, Config: cfg, Log: log, Subject: cfg.Subjects}, nil
+	return &Projector{ReadModel: rm, Bus: b}, nil
 }
 
-// Close drains the connection.
-func (b *Bus) Close() { _ = b.NC.Drain() }
-
-// Ingest is the write side: the decider and the HTTP edge.
-type Ingest struct {
-	Decider  *ingest.Decider
-	Proposer *ingest.Proposer
-	Edge     *ingest.Edge
-	// Bus is the NATS connection ingest runs on (the W&B adapter keeps
-	// uploaded files in a JetStream object store).
-	Bus *Bus
-	// Sweeper marks quiet runs crashed; run it beside the decider.
-	Sweeper *ingest.Sweeper
-}
-
-// SetCrashAfter sets the crash timeout of the policy and the sweeper
-// (policy.DefaultCrashAfter unless set).
-func (in *Ingest) SetCrashAfter(after time.Duration) {
-	in.Decider.SetCrashAfter(after)
-	in.Sweeper.CrashAfter = after
-}
-
-// NewIngest builds the write side on b.
-func NewIngest(b *Bus) *Ingest {
-	log := b.Log.With("component", "ingest")
-	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
-	p := ingest.NewProposer(b.NC, b.JS, b.Subject)
-	sw := &ingest.Sweeper{Decider: d, Proposer: p, CrashAfter: policy.DefaultCrashAfter, Log: log.With("part", "crash-sweeper")}
-	return &Ingest{Decider: d, Proposer: p, Edge: &ingest.Edge{Decider: d, Proposer: p, Log: log}, Bus: b, Sweeper: sw}
-}
-
-// Serve runs an HTTP server on ln until ctx ends.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// CleanPaths collapses repeated slashes in request paths before h routes
-// them: W&B clients build URLs by appending "/graphql" to WANDB_BASE_URL, so
-// a base URL with a trailing slash gives "//graphql", which http.ServeMux
-// would answer with a redirect that turns a POST into a GET.
-func CleanPaths(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "//") {
-			r2 := r.Clone(r.Context())
-			r2.URL.Path = collapseSlashes(r.URL.Path)
-			if r.URL.RawPath != "" {
-				r2.URL.RawPath = collapseSlashes(r.URL.RawPath)
-			}
-			r = r2
+// Run follows the log, and with serve answers reads and admin requests over
+// NATS, until ctx ends or following the log fails.
+func (p *Projector) Run(ctx context.Context, serve bool) error {
+	if serve {
+		svc, err := bus.ServeReads(p.Bus.NC, p.Bus.Subject.Prefix, p.ReadModel.Reader, p.Bus.Log.With("component", "read"))
+		if err != nil {
+			return fmt.Errorf("serve reads: %w", err)
 		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func collapseSlashes(p string) string {
-	var b strings.Builder
-	b.Grow(len(p))
-	for i := 0; i < len(p); i++ {
-		if p[i] == '/' && i > 0 && p[i-1] == '/' {
-			continue
+		defer svc.Stop()
+		stop, err := bus.ServeAdmin(ctx, p.Bus.NC, p.Bus.Subject.Prefix, p.ReadModel, p.Bus.Log.With("component", "projector"))
+		if err != nil {
+			return fmt.Errorf("serve admin requests: %w", err)
 		}
-		b.WriteByte(p[i])
+		defer stop()
 	}
-	return b.String()
+	return p.ReadModel.Run(ctx)
 }
 
-// Health answers liveness probes.
-func Health(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+// Listen listens on addr for the HTTP server, naming the flag that set it
+// when it cannot.
+func Listen(addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	return ln, nil
+}
+
+// ServeHTTP serves parts (and health, and the web UI when web is set) on ln
+// until ctx ends.
+func ServeHTTP(ctx context.Context, ln net.Listener, log *slog.Logger, web bool, parts ...lbhttp.Routes) error {
+	return lbhttp.Serve(ctx, ln, lbhttp.Handler(web, parts...), log)
 }

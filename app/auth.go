@@ -58,12 +58,12 @@ func (in *Ingest) Callout(issuer nkeys.KeyPair, kicker natsauth.Kicker) *natsaut
 		Log:      in.Bus.Log.With("component", "nats-auth"),
 		Authenticate: func(hash string) (string, bool, error) {
 			select {
-			case <-in.Decider.Ready():
+			case <-in.Service.Ready():
 			default:
 				return "", false, errors.New("starting")
 			}
 			var user string
-			in.Decider.View(func(s *policy.State) {
+			in.Service.Decider.View(func(s *policy.State) {
 				if u, ok := s.UserByKeyHash(hash); ok {
 					user = u.Username
 				}

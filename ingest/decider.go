@@ -245,106 +245,117 @@ type pendingAsync struct {
 // synchronously with an optimistic-concurrency check on its project, after
 // the metrics before it are acknowledged.
 func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
-	var async []bus.Msg
-	var asyncEvents []events.Event
-	var asyncWaiters []asyncNotice
-	flush := func() error {
-		if len(async) == 0 {
-			return nil
-		}
-		// Encode the metric events on every core (Data is nil until now).
-		errs := make([]error, len(async))
-		par.Do(len(async), func(i int) { async[i].Data, errs[i] = events.Encode(asyncEvents[i]) })
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("encode metrics: %w", err)
-		}
-		seqs, err := bus.AppendAll(ctx, d.js, async)
-		if err != nil {
-			return fmt.Errorf("append metrics: %w", err)
-		}
-		d.mu.Lock()
-		for i, e := range asyncEvents {
-			d.state.Advance(e.Entity, e.Project, seqs[i])
-		}
-		d.mu.Unlock()
-		for _, w := range asyncWaiters {
-			w.out.Seq = seqs[w.index]
-			d.notify(w.proposal, w.out)
-		}
-		async, asyncEvents, asyncWaiters = async[:0], asyncEvents[:0], asyncWaiters[:0]
-		return nil
-	}
+	pend := &pendingMetrics{}
 	// Decoding is pure and the batch's biggest cost: decode every proposal
 	// up front, on every core.
 	decoded := make([]decodedProposal, len(batch))
 	par.Do(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
-	acks := make([]inbound, 0, len(batch))
-	for i, m := range batch {
+	for i := range batch {
 		p, err := decoded[i].p, decoded[i].err
-		if err != nil {
+		switch {
+		case err != nil:
 			d.recordRejection(ctx, p, &policy.Rejection{Code: policy.CodeInvalid, Message: err.Error()})
-			acks = append(acks, m)
-			continue
+		case p.Type == events.MetricsLogged:
+			if err := d.decideMetrics(ctx, batch[i], p, pend); err != nil {
+				return err
+			}
+		default:
+			if err := d.flush(ctx, pend); err != nil {
+				return err
+			}
+			out, err := d.decideControl(ctx, p)
+			if err != nil {
+				return err
+			}
+			d.notify(p.ID, out)
 		}
-		if p.Type == events.MetricsLogged {
-			d.mu.Lock()
-			if redelivered(m) {
-				// Another ingest process may have appended these rows
-				// before it died: its appends are not in our state, and
-				// JetStream's duplicate window may have passed.
-				if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
-					d.mu.Unlock()
-					return err
-				}
-			}
-			dec := policy.Decide(d.state, p)
-			if dec.Rejection != nil {
-				// Our state may be behind another ingest process: look
-				// at the log before refusing.
-				if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
-					d.mu.Unlock()
-					return err
-				}
-				dec = policy.Decide(d.state, p)
-			}
-			for _, e := range dec.Events {
-				d.state.Apply(0, e)
-			}
-			d.mu.Unlock()
-			out := outcome(dec)
-			if dec.Rejection != nil {
-				d.recordRejection(ctx, p, dec.Rejection)
-				d.notify(p.ID, out)
-			}
-			for _, e := range dec.Events {
-				async = append(async, bus.Msg{Subject: d.subj.Event(e), ID: e.ID}) // encoded in flush
-				asyncEvents = append(asyncEvents, e)
-				asyncWaiters = append(asyncWaiters, asyncNotice{proposal: p.ID, index: len(async) - 1, out: out})
-			}
-			if len(dec.Events) == 0 && dec.Rejection == nil {
-				d.notify(p.ID, out)
-			}
-			acks = append(acks, m)
-			continue
-		}
-		if err := flush(); err != nil {
-			return err
-		}
-		out, err := d.decideControl(ctx, p)
-		if err != nil {
-			return err
-		}
-		d.notify(p.ID, out)
-		acks = append(acks, m)
 	}
-	if err := flush(); err != nil {
+	if err := d.flush(ctx, pend); err != nil {
 		return err
 	}
-	for _, m := range acks {
+	for _, m := range batch {
 		if err := m.Ack(); err != nil {
 			d.log.Warn("ack proposal", "err", err)
 		}
 	}
+	return nil
+}
+
+// pendingMetrics are decided metric events not appended yet.
+type pendingMetrics struct {
+	msgs    []bus.Msg
+	events  []events.Event
+	waiters []asyncNotice
+}
+
+// decideMetrics decides a metric batch against the state and queues its
+// events for the next flush.
+func (d *Decider) decideMetrics(ctx context.Context, m inbound, p events.Event, pend *pendingMetrics) error {
+	d.mu.Lock()
+	if redelivered(m) {
+		// Another ingest process may have appended these rows before it
+		// died: its appends are not in our state, and JetStream's
+		// duplicate window may have passed.
+		if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
+	dec := policy.Decide(d.state, p)
+	if dec.Rejection != nil {
+		// Our state may be behind another ingest process: look at the log
+		// before refusing.
+		if err := d.refresh(ctx, p.Entity, p.Project); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		dec = policy.Decide(d.state, p)
+	}
+	for _, e := range dec.Events {
+		d.state.Apply(0, e)
+	}
+	d.mu.Unlock()
+	out := outcome(dec)
+	if dec.Rejection != nil {
+		d.recordRejection(ctx, p, dec.Rejection)
+		d.notify(p.ID, out)
+	}
+	for _, e := range dec.Events {
+		pend.msgs = append(pend.msgs, bus.Msg{Subject: d.subj.Event(e), ID: e.ID}) // encoded in flush
+		pend.events = append(pend.events, e)
+		pend.waiters = append(pend.waiters, asyncNotice{proposal: p.ID, index: len(pend.msgs) - 1, out: out})
+	}
+	if len(dec.Events) == 0 && dec.Rejection == nil {
+		d.notify(p.ID, out)
+	}
+	return nil
+}
+
+// flush appends the pending metric events, encoded on every core, and
+// tells their proposers.
+func (d *Decider) flush(ctx context.Context, pend *pendingMetrics) error {
+	if len(pend.msgs) == 0 {
+		return nil
+	}
+	errs := make([]error, len(pend.msgs))
+	par.Do(len(pend.msgs), func(i int) { pend.msgs[i].Data, errs[i] = events.Encode(pend.events[i]) })
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("encode metrics: %w", err)
+	}
+	seqs, err := bus.AppendAll(ctx, d.js, pend.msgs)
+	if err != nil {
+		return fmt.Errorf("append metrics: %w", err)
+	}
+	d.mu.Lock()
+	for i, e := range pend.events {
+		d.state.Advance(e.Entity, e.Project, seqs[i])
+	}
+	d.mu.Unlock()
+	for _, w := range pend.waiters {
+		w.out.Seq = seqs[w.index]
+		d.notify(w.proposal, w.out)
+	}
+	*pend = pendingMetrics{msgs: pend.msgs[:0], events: pend.events[:0], waiters: pend.waiters[:0]}
 	return nil
 }
 

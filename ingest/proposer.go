@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,12 +10,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
 )
 
 // ErrUndecided means the proposal was stored but its decision did not arrive
 // in time; re-sending the same proposal (same id) is safe.
-var ErrUndecided = errors.New("the proposal was accepted for processing but not decided in time; retry with the same request")
+var ErrUndecided = errs.New(errs.Unavailable, "undecided", "the proposal was accepted for processing but not decided in time; retry with the same request")
 
 // Proposer publishes proposals to the inbox stream on behalf of an
 // authenticated actor.

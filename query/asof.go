@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/internal/httpx"
 	"github.com/logbook/logbook/projections"
 )
 
@@ -29,10 +29,10 @@ type AsOf struct {
 // authorized against the project as it is now, and sees its whole past.
 func (s *Service) asOf(ctx context.Context, r Request, role events.Role) (any, error) {
 	if s.Log == nil {
-		return nil, errorf(501, "not_available", "time travel is not available on this read service")
+		return nil, errs.New(errs.NotImplemented, "not_available", "time travel is not available on this read service")
 	}
 	if r.AsOfSeq == 0 && r.AsOfTime.IsZero() {
-		return nil, errorf(400, "invalid", "give a stream sequence (?seq=N) or a time (?time=RFC3339)")
+		return nil, errs.New(errs.Invalid, "invalid", "give a stream sequence (?seq=N) or a time (?time=RFC3339)")
 	}
 	st, err := projections.AsOf(ctx, s.Log, s.Subjects, r.Entity, r.Project, r.AsOfSeq, r.AsOfTime)
 	if err != nil {
@@ -61,18 +61,18 @@ func (s *Service) asOf(ctx context.Context, r Request, role events.Role) (any, e
 	return out, nil
 }
 
-func parseAsOf(q url.Values, req *Request) error {
+func ParseAsOf(q url.Values, req *Request) error {
 	if v := q.Get("seq"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
-			return httpx.Errorf(400, "invalid", "seq must be a positive stream sequence, not %q", v)
+			return errs.New(errs.Invalid, "invalid", "seq must be a positive stream sequence, not %q", v)
 		}
 		req.AsOfSeq = n
 	}
 	if v := q.Get("time"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return httpx.Errorf(400, "invalid", "time must be RFC 3339 (2026-11-27T12:00:00Z), not %q", v)
+			return errs.New(errs.Invalid, "invalid", "time must be RFC 3339 (2026-11-27T12:00:00Z), not %q", v)
 		}
 		req.AsOfTime = t
 	}

@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
-	"github.com/logbook/logbook/internal/httpx"
-	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/projections"
 )
 
@@ -83,17 +81,17 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 			return nil, true, err
 		}
 		if r.Metric == "" {
-			return nil, true, errorf(400, "invalid", "name the metric to chart with ?metric=")
+			return nil, true, errs.New(errs.Invalid, "invalid", "name the metric to chart with ?metric=")
 		}
 		if rr.Buckets <= 0 || rr.Buckets > MaxBuckets {
-			return nil, true, errorf(400, "invalid", "buckets must be from 1 to %d", MaxBuckets)
+			return nil, true, errs.New(errs.Invalid, "invalid", "buckets must be from 1 to %d", MaxBuckets)
 		}
 		maxStep := r.MaxStep
 		if maxStep <= 0 {
 			maxStep = -1
 		}
 		if r.MinStep < 0 || (maxStep >= 0 && maxStep < r.MinStep) {
-			return nil, true, errorf(400, "invalid", "step range [%d, %d] is empty or negative", r.MinStep, r.MaxStep)
+			return nil, true, errs.New(errs.Invalid, "invalid", "step range [%d, %d] is empty or negative", r.MinStep, r.MaxStep)
 		}
 		b, err := s.Store.Downsample(r.Entity, r.Project, run.ID, r.Metric, r.MinStep, maxStep, rr.Buckets)
 		return b, true, err
@@ -103,7 +101,7 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 	if err != nil {
 		return nil, true, err
 	}
-	if err := checkExport(rr); err != nil {
+	if err := CheckExport(rr); err != nil {
 		return nil, true, err
 	}
 	var buf bytes.Buffer
@@ -112,12 +110,12 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 	return ExportPage{Text: buf.String(), ExportResult: res}, true, err
 }
 
-func checkExport(rr *RunsRequest) error {
+func CheckExport(rr *RunsRequest) error {
 	if rr.Format != "" && rr.Format != "ndjson" && rr.Format != "csv" {
-		return errorf(400, "invalid", "format must be ndjson or csv, not %q", rr.Format)
+		return errs.New(errs.Invalid, "invalid", "format must be ndjson or csv, not %q", rr.Format)
 	}
 	if rr.From < 0 {
-		return errorf(400, "invalid", "from must not be negative")
+		return errs.New(errs.Invalid, "invalid", "from must not be negative")
 	}
 	return nil
 }
@@ -125,7 +123,7 @@ func checkExport(rr *RunsRequest) error {
 func badQuery(err error) error {
 	var bq projections.ErrBadQuery
 	if errors.As(err, &bq) {
-		return errorf(400, "invalid_filter", "%v", bq.Err)
+		return errs.New(errs.Invalid, "invalid_filter", "%v", bq.Err)
 	}
 	return err
 }
@@ -154,7 +152,7 @@ func (s *Service) Export(ctx context.Context, r Request, w io.Writer, started fu
 	if rr == nil {
 		rr = &RunsRequest{}
 	}
-	if err := checkExport(rr); err != nil {
+	if err := CheckExport(rr); err != nil {
 		return err
 	}
 	started()
@@ -163,40 +161,8 @@ func (s *Service) Export(ctx context.Context, r Request, w io.Writer, started fu
 	return err
 }
 
-// request builds a read request from the path, the API key and min_seq.
-func (h *Handler) request(r *http.Request, op string) (Request, error) {
-	key, ok := httpx.APIKey(r)
-	if !ok {
-		return Request{}, httpx.Errorf(401, "unauthenticated", "send your API key as 'Authorization: Bearer <key>'")
-	}
-	req := Request{KeyHash: policy.HashKey(key), Op: op, Entity: r.PathValue("entity"), Project: r.PathValue("project"),
-		Run: r.PathValue("run"), Metric: r.URL.Query().Get("metric"), Runs: &RunsRequest{}}
-	minSeq := r.URL.Query().Get("min_seq")
-	if minSeq == "" {
-		minSeq = r.Header.Get("X-Logbook-Min-Seq")
-	}
-	if minSeq != "" {
-		n, err := strconv.ParseUint(minSeq, 10, 64)
-		if err != nil {
-			return req, httpx.Errorf(400, "invalid", "min_seq must be a non-negative integer, not %q", minSeq)
-		}
-		req.MinSeq = n
-	}
-	return req, nil
-}
-
-func intParam(q url.Values, name string, dst *int64) error {
-	if v := q.Get(name); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return httpx.Errorf(400, "invalid", "query parameter %s must be a non-negative integer, not %q", name, v)
-		}
-		*dst = n
-	}
-	return nil
-}
-
-func commaList(v string) []string {
+// CommaList splits a comma-separated list, dropping empty items.
+func CommaList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -213,7 +179,9 @@ func commaList(v string) []string {
 // cursor.
 func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 	var q projections.RunQuery
-	bad := func(format string, args ...any) error { return httpx.Errorf(400, "invalid_filter", format, args...) }
+	bad := func(format string, args ...any) error {
+		return errs.New(errs.Invalid, "invalid_filter", format, args...)
+	}
 	for _, part := range strings.Split(rawQuery, "&") {
 		if part == "" {
 			continue
@@ -239,13 +207,13 @@ func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 		case "owner":
 			q.Owner = val
 		case "state":
-			q.States = append(q.States, commaList(val)...)
+			q.States = append(q.States, CommaList(val)...)
 		case "tag":
 			q.TagsAll = append(q.TagsAll, val)
 		case "tags_all":
-			q.TagsAll = append(q.TagsAll, commaList(val)...)
+			q.TagsAll = append(q.TagsAll, CommaList(val)...)
 		case "tags_any":
-			q.TagsAny = append(q.TagsAny, commaList(val)...)
+			q.TagsAny = append(q.TagsAny, CommaList(val)...)
 		case "filter":
 			c, err := projections.ParseCond(val)
 			if err != nil {
@@ -268,147 +236,4 @@ func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 		return q, bad("%v", err)
 	}
 	return q, nil
-}
-
-// searchRuns serves GET .../runs: a JSON array of runs (the page), with the
-// total count in X-Total-Count and the next page's cursor in X-Next-Cursor
-// (and a Link header, rel="next").
-func (h *Handler) searchRuns(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, OpSearchRuns)
-	if err == nil {
-		req.Runs.Search, err = ParseRunQuery(r.URL.RawQuery)
-	}
-	if err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	data, err := h.Reader.Read(r.Context(), req)
-	if err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	var page struct {
-		Runs       json.RawMessage `json:"runs"`
-		Total      int             `json:"total"`
-		NextCursor string          `json:"next_cursor"`
-	}
-	if err := json.Unmarshal(data, &page); err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	w.Header().Set("X-Total-Count", strconv.Itoa(page.Total))
-	if page.NextCursor != "" {
-		w.Header().Set("X-Next-Cursor", page.NextCursor)
-		q := r.URL.Query()
-		q.Set("cursor", page.NextCursor)
-		next := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
-		w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
-	}
-	httpx.WriteRaw(w, http.StatusOK, page.Runs)
-}
-
-// runGroups serves GET .../run-groups?by=job_type|group|state|owner with
-// the same filters as GET .../runs.
-func (h *Handler) runGroups(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, OpRunGroups)
-	if err == nil {
-		req.Runs.Search, err = ParseRunQuery(r.URL.RawQuery)
-		req.Runs.GroupBy = r.URL.Query().Get("by")
-	}
-	h.answer(w, r, req, err)
-}
-
-// sampled serves GET .../runs/{run}/sampled?metric=&buckets=&min_step=&max_step=.
-func (h *Handler) sampled(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, OpDownsample)
-	q := r.URL.Query()
-	var buckets int64 = 1000
-	for _, e := range []error{err, intParam(q, "buckets", &buckets), intParam(q, "min_step", &req.MinStep), intParam(q, "max_step", &req.MaxStep)} {
-		if e != nil && err == nil {
-			err = e
-		}
-	}
-	req.Runs.Buckets = int(buckets)
-	h.answer(w, r, req, err)
-}
-
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, req Request, err error) {
-	if err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	data, err := h.Reader.Read(r.Context(), req)
-	if err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	httpx.WriteRaw(w, http.StatusOK, data)
-}
-
-// export serves GET .../runs/{run}/export?format=ndjson|csv&metrics=a,b:
-// the whole history, streamed. In-process it streams from the read model;
-// through the NATS read service it is fetched in pages of ExportPageBytes
-// and each page is written as it arrives.
-func (h *Handler) export(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, OpExport)
-	q := r.URL.Query()
-	if err == nil {
-		req.Runs.Format = q.Get("format")
-		req.Runs.Metrics = commaList(q.Get("metrics"))
-		err = intParam(q, "min_step", &req.Runs.From)
-	}
-	if err == nil {
-		err = checkExport(req.Runs)
-	}
-	if err != nil {
-		httpx.WriteError(w, h.Log, err)
-		return
-	}
-	started := false
-	start := func() {
-		started = true
-		ext, ct := "ndjson", "application/x-ndjson"
-		if req.Runs.Format == "csv" {
-			ext, ct = "csv", "text/csv; charset=utf-8"
-		}
-		w.Header().Set("Content-Type", ct)
-		w.Header().Set("Content-Disposition", `attachment; filename="`+req.Run+"."+ext+`"`)
-		w.WriteHeader(http.StatusOK)
-	}
-	if ex, ok := h.Reader.(Exporter); ok {
-		err = ex.Export(r.Context(), req, w, start)
-	} else {
-		err = h.exportPaged(r.Context(), req, w, start)
-	}
-	if err != nil {
-		if !started {
-			httpx.WriteError(w, h.Log, err)
-			return
-		}
-		h.Log.Warn("export stopped", "run", req.Run, "err", err)
-	}
-}
-
-func (h *Handler) exportPaged(ctx context.Context, req Request, w io.Writer, start func()) error {
-	req.Runs.Header, req.Runs.MaxBytes = true, ExportPageBytes
-	for first := true; ; first = false {
-		data, err := h.Reader.Read(ctx, req)
-		if err != nil {
-			return err
-		}
-		var page ExportPage
-		if err := json.Unmarshal(data, &page); err != nil {
-			return err
-		}
-		if first {
-			start()
-		}
-		if _, err := io.WriteString(w, page.Text); err != nil {
-			return err
-		}
-		if !page.More {
-			return nil
-		}
-		req.Runs.From, req.Runs.Header = page.Next, false
-	}
 }

@@ -1,16 +1,17 @@
 // Package query is Logbook's read side: an authorized read service over the
-// projections, reachable in-process or over NATS request/reply, and the HTTP
-// JSON API in front of it.
+// projections (reachable in-process, or over NATS through package bus) and
+// the lifecycle of the read model behind it (follow the log, rebuild,
+// digest, switch), with the event source passed in.
 package query
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
@@ -55,19 +56,6 @@ type Request struct {
 	// that stream sequence and/or time.
 	AsOfSeq  uint64    `json:"asof_seq,omitempty"`
 	AsOfTime time.Time `json:"asof_time,omitzero"`
-}
-
-// Error is a read error with the HTTP status it maps to.
-type Error struct {
-	Status  int    `json:"status"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // Reader answers read requests with a JSON document.
@@ -124,12 +112,12 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 		err := s.Store.WaitSeq(wctx, r.MinSeq)
 		cancel()
 		if err != nil {
-			return nil, errorf(503, "not_ready", "the read model has not caught up yet: %v", err)
+			return nil, errs.New(errs.Unavailable, "not_ready", "the read model has not caught up yet: %v", err)
 		}
 	}
 	user, err := s.Store.UserByKeyHash(r.KeyHash)
 	if errors.Is(err, projections.ErrNotFound) {
-		return nil, errorf(401, "unauthenticated", "invalid or revoked API key")
+		return nil, errs.New(errs.Unauthenticated, "unauthenticated", "invalid or revoked API key")
 	}
 	if err != nil {
 		return nil, err
@@ -175,20 +163,20 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 	if v, ok, err := s.readRuns(ctx, r); ok {
 		return v, err
 	}
-	return nil, errorf(400, "invalid", "unknown read operation %q", r.Op)
+	return nil, errs.New(errs.Invalid, "invalid", "unknown read operation %q", r.Op)
 }
 
 // authorize returns the project if the user may read it. A project the user
 // cannot see is reported as not found, so its existence does not leak.
 func (s *Service) authorize(user, entity, project string) (projections.Project, events.Role, error) {
 	if err := events.ValidateEntity(entity); err != nil {
-		return projections.Project{}, "", errorf(400, "invalid", "%v", err)
+		return projections.Project{}, "", errs.New(errs.Invalid, "invalid", "%v", err)
 	}
 	if err := events.ValidateProject(project); err != nil {
-		return projections.Project{}, "", errorf(400, "invalid", "%v", err)
+		return projections.Project{}, "", errs.New(errs.Invalid, "invalid", "%v", err)
 	}
 	proj, err := s.Store.Project(entity, project)
-	notFound := errorf(404, "project_not_found", "project %s/%s does not exist or you are not a member of it", entity, project)
+	notFound := errs.New(errs.NotFound, "project_not_found", "project %s/%s does not exist or you are not a member of it", entity, project)
 	if errors.Is(err, projections.ErrNotFound) {
 		return proj, "", notFound
 	}
@@ -248,11 +236,11 @@ func members(p projections.Project) []Member {
 
 func (s *Service) run(r Request) (projections.Run, error) {
 	if err := events.ValidateRunID(r.Run); err != nil {
-		return projections.Run{}, errorf(400, "invalid", "%v", err)
+		return projections.Run{}, errs.New(errs.Invalid, "invalid", "%v", err)
 	}
 	run, err := s.Store.Run(r.Entity, r.Project, r.Run)
 	if errors.Is(err, projections.ErrNotFound) {
-		return run, errorf(404, "run_not_found", "run %q does not exist in %s/%s", r.Run, r.Entity, r.Project)
+		return run, errs.New(errs.NotFound, "run_not_found", "run %q does not exist in %s/%s", r.Run, r.Entity, r.Project)
 	}
 	return run, err
 }
@@ -266,7 +254,7 @@ func (s *Service) history(r Request) (any, error) {
 		return nil, err
 	}
 	if r.MinStep < 0 || (r.MaxStep != 0 && r.MaxStep < r.MinStep) {
-		return nil, errorf(400, "invalid", "step range [%d, %d] is empty or negative", r.MinStep, r.MaxStep)
+		return nil, errs.New(errs.Invalid, "invalid", "step range [%d, %d] is empty or negative", r.MinStep, r.MaxStep)
 	}
 	limit := r.Limit
 	if limit <= 0 || limit > MaxHistoryPoints {
@@ -313,9 +301,6 @@ func (s *Service) history(r Request) (any, error) {
 	return out, nil
 }
 
-// HTTPStatus implements httpx.StatusCoder.
-func (e *Error) HTTPStatus() (int, string) { return e.Status, e.Code }
-
 // MaxLines bounds one lines answer; page with offset.
 const MaxLines = 100_000
 
@@ -332,10 +317,10 @@ func (s *Service) lines(r Request) (any, error) {
 		return nil, err
 	}
 	if r.File == "" {
-		return nil, errorf(400, "invalid", "name the file to read with ?file=, e.g. output.log")
+		return nil, errs.New(errs.Invalid, "invalid", "name the file to read with ?file=, e.g. output.log")
 	}
 	if r.Offset < 0 {
-		return nil, errorf(400, "invalid", "offset must not be negative")
+		return nil, errs.New(errs.Invalid, "invalid", "offset must not be negative")
 	}
 	limit := r.Limit
 	if limit <= 0 || limit > MaxLines {

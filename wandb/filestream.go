@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/internal/httpx"
+	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/policy"
 )
 
@@ -49,40 +50,29 @@ type fileStreamBody struct {
 func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 	c, err := s.authenticate(r)
 	if err != nil {
-		httpx.WriteError(w, s.log, err)
+		lbhttp.WriteError(w, s.log, err)
 		return
 	}
-	entity, project, run := r.PathValue("entity"), r.PathValue("project"), r.PathValue("run")
-	for _, err := range []error{events.ValidateEntity(entity), events.ValidateProject(project), events.ValidateRunID(run)} {
-		if err != nil {
-			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "%v", err))
-			return
-		}
-	}
-	var body fileStreamBody
-	var rd io.Reader = http.MaxBytesReader(w, r.Body, MaxFileStreamBody)
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(rd)
-		if err != nil {
-			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "body is not gzip: %v", err))
-			return
-		}
-		rd = io.LimitReader(zr, MaxFileStreamBody)
-	}
-	if err := json.NewDecoder(rd).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-		httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid_json", "file_stream body is not a JSON object: %v", err))
+	entity, project, run, err := runPath(r)
+	if err != nil {
+		lbhttp.WriteError(w, s.log, err)
 		return
 	}
-	rs := s.lookup(entity, project, run)
-	if !rs.exists {
-		httpx.WriteError(w, s.log, httpx.Errorf(404, "run_not_found",
+	body, err := readFileStream(w, r)
+	if err != nil {
+		lbhttp.WriteError(w, s.log, err)
+		return
+	}
+	rs := s.in.Run(entity, project, run)
+	if !rs.Exists {
+		lbhttp.WriteError(w, s.log, errs.New(errs.NotFound, "run_not_found",
 			"run %s/%s/%s does not exist or you are not a member of its project; start it with init (UpsertBucket) first", entity, project, run))
 		return
 	}
-	if rs.state == events.StateKilled {
+	if rs.State == events.StateKilled {
 		// Stopped from Logbook: tell the client to stop; what it sends is
 		// no longer stored.
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"stopped": true})
+		lbhttp.WriteJSON(w, http.StatusOK, map[string]any{"stopped": true})
 		return
 	}
 	ctx := r.Context()
@@ -92,13 +82,13 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 			if st >= 500 {
 				s.log.Error("file_stream", "run", entity+"/"+project+"/"+run, "err", err)
 			}
-			httpx.WriteError(w, s.log, httpx.Errorf(st, "error", "%s", msg))
+			writeStatus(w, st, "error", msg)
 			return false
 		}
 		if rej != nil && rej.Code != policy.CodeRunFinished {
 			// A finished run ignores late data (a retried final request);
 			// anything else is refused and the client is told why.
-			httpx.WriteError(w, s.log, httpx.Errorf(statusOfRejection(rej.Code), string(rej.Code), "%s", rej.Message))
+			writeStatus(w, statusOfRejection(rej.Code), string(rej.Code), rej.Message)
 			return false
 		}
 		return true
@@ -121,7 +111,7 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 	// included, shows the run is alive: the crash detector hears of it
 	// (ingest records a heartbeat only when the run has been quiet).
 	if !body.Complete {
-		_, err := s.in.Edge.Heartbeat(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run)
+		_, err := s.in.Heartbeat(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run)
 		if !stored(edgeRejection(err)) {
 			return
 		}
@@ -137,9 +127,45 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+	lbhttp.WriteJSON(w, http.StatusOK, map[string]any{})
 }
 
+// runPath reads and checks a run's entity, project and id from the path.
+func runPath(r *http.Request) (entity, project, run string, err error) {
+	entity, project, run = r.PathValue("entity"), r.PathValue("project"), r.PathValue("run")
+	for _, err := range []error{events.ValidateEntity(entity), events.ValidateProject(project), events.ValidateRunID(run)} {
+		if err != nil {
+			return "", "", "", errs.E(errs.Invalid, "%v", err)
+		}
+	}
+	return entity, project, run, nil
+}
+
+// readFileStream reads a file_stream body, gzipped or not.
+func readFileStream(w http.ResponseWriter, r *http.Request) (fileStreamBody, error) {
+	var body fileStreamBody
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, MaxFileStreamBody)
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			return body, errs.New(errs.Invalid, "invalid", "body is not gzip: %v", err)
+		}
+		rd = io.LimitReader(zr, MaxFileStreamBody)
+	}
+	if err := json.NewDecoder(rd).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		return body, errs.New(errs.Invalid, "invalid_json", "file_stream body is not a JSON object: %v", err)
+	}
+	return body, nil
+}
+
+// writeStatus answers with W&B's own status for a refusal, in the native
+// error shape.
+func writeStatus(w http.ResponseWriter, status int, code, msg string) {
+	lbhttp.WriteJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// statusOfRejection is the file_stream status of a refusal: W&B clients
+// tell 403 and 404 apart, everything else is a 400.
 func statusOfRejection(c policy.Code) int {
 	switch c {
 	case policy.CodeForbidden, policy.CodeRunNotYours, policy.CodeUnauthenticated:
@@ -161,7 +187,7 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		if len(rows) == 0 {
 			return nil, nil
 		}
-		_, err := s.in.Edge.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows)
+		_, err := s.in.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows, nil)
 		rows, size = nil, 0
 		return edgeRejection(err)
 	}
@@ -255,9 +281,8 @@ func (s *Server) writeLines(ctx context.Context, c *caller, entity, project, run
 // edgeRejection splits an error of the ingest edge into a policy refusal
 // (a 4xx) and a failure of Logbook itself.
 func edgeRejection(err error) (*policy.Rejection, error) {
-	var he *httpx.Error
-	if errors.As(err, &he) && he.Status < 500 {
-		return &policy.Rejection{Code: policy.Code(he.Code), Message: he.Message}, nil
+	if e, ok := errs.As(err); ok && e.Kind != errs.Unavailable && e.Kind != errs.Internal && e.Kind != errs.StorageFull {
+		return &policy.Rejection{Code: policy.Code(e.Code), Message: e.Message}, nil
 	}
 	return nil, err
 }

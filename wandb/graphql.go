@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/internal/httpx"
+	lbhttp "github.com/logbook/logbook/http"
+	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
 )
 
@@ -98,11 +98,11 @@ const MaxGraphQLBody = 2 << 20
 func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	c, err := s.authenticate(r)
 	if err != nil {
-		httpx.WriteError(w, s.log, err)
+		lbhttp.WriteError(w, s.log, err)
 		return
 	}
 	var q gqlRequest
-	if err := httpx.ReadJSON(w, r, MaxGraphQLBody, &q); err != nil {
+	if err := lbhttp.ReadJSON(w, r, MaxGraphQLBody, &q); err != nil {
 		writeGQL(w, nil, gqlErrorf("invalid", "%s", err.Error()))
 		return
 	}
@@ -153,7 +153,7 @@ func writeGQL(w http.ResponseWriter, data any, e *gqlError) {
 	if e != nil {
 		body["errors"] = []any{map[string]any{"message": e.Message, "extensions": map[string]string{"code": e.Code}}}
 	}
-	httpx.WriteJSON(w, http.StatusOK, body)
+	lbhttp.WriteJSON(w, http.StatusOK, body)
 }
 
 func serverInfo() map[string]any {
@@ -167,18 +167,9 @@ func gid(kind, name string) string {
 
 func (s *Server) viewer(c *caller, withServerInfo bool) (any, error) {
 	teams := []any{}
-	s.in.Decider.View(func(st *policy.State) {
-		names := []string{}
-		for name, t := range st.Teams {
-			if _, ok := t.Members[c.user.Username]; ok {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			teams = append(teams, map[string]any{"node": map[string]any{"name": n}})
-		}
-	})
+	for _, n := range s.in.Teams(c.user.Username) {
+		teams = append(teams, map[string]any{"node": map[string]any{"name": n}})
+	}
 	var email any
 	if c.user.Email != "" {
 		email = c.user.Email
@@ -234,7 +225,20 @@ func names(c *caller, entity, project, run string) (string, string, string, erro
 // upsertBucket creates a run (RunStarted) or updates it (RunUpdated; a null
 // variable keeps the stored value). A finished run that a client initializes
 // again is resumed first.
-func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, error) {
+// bucket is an UpsertBucket's variables, checked.
+type bucket struct {
+	entity, project, runID, session         string
+	cfg, wb                                 json.RawMessage
+	displayName, notes, group, jobType      string
+	hasName, hasNotes, hasGroup, hasJobType bool
+	tags                                    []string
+	hasTags                                 bool
+	summary                                 string
+	hasSummary                              bool
+}
+
+// parseBucket reads and checks an UpsertBucket's variables.
+func parseBucket(c *caller, v vars) (b bucket, err error) {
 	str := func(name string) (string, bool) {
 		x, ok, _ := v.str(name)
 		return x, ok
@@ -242,27 +246,24 @@ func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, erro
 	for _, n := range []string{"id", "name", "project", "entity", "groupName", "description", "displayName", "notes",
 		"commit", "config", "host", "program", "repo", "jobType", "state", "sweep", "summaryMetrics"} {
 		if _, _, err := v.str(n); err != nil {
-			return nil, gqlErrorf("invalid", "%v", err)
+			return b, gqlErrorf("invalid", "%v", err)
 		}
 	}
-	tags, hasTags, err := v.strs("tags")
-	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
+	if b.tags, b.hasTags, err = v.strs("tags"); err != nil {
+		return b, gqlErrorf("invalid", "%v", err)
 	}
-	entity, _ := str("entity")
-	project, _ := str("project")
-	runID, _ := str("name")
-	if runID == "" {
-		runID = newRunID()
+	b.entity, _ = str("entity")
+	b.project, _ = str("project")
+	if b.runID, _ = str("name"); b.runID == "" {
+		b.runID = newRunID()
 	}
-	entity, project, runID, err = names(c, entity, project, runID)
-	if err != nil {
-		return nil, err
+	if b.entity, b.project, b.runID, err = names(c, b.entity, b.project, b.runID); err != nil {
+		return b, err
 	}
-	var cfg, sdk json.RawMessage
+	var sdk json.RawMessage
 	if raw, ok := str("config"); ok {
-		if cfg, sdk, err = splitConfig(raw); err != nil {
-			return nil, gqlErrorf("invalid", "%v", err)
+		if b.cfg, sdk, err = splitConfig(raw); err != nil {
+			return b, gqlErrorf("invalid", "%v", err)
 		}
 	}
 	internals := map[string]any{}
@@ -274,113 +275,49 @@ func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, erro
 			internals[n] = x
 		}
 	}
-	var wb json.RawMessage
 	if len(internals) > 0 {
-		wb, _ = json.Marshal(internals)
+		b.wb, _ = json.Marshal(internals)
 	}
-	displayName, hasName := str("displayName")
-	notes, hasNotes := str("notes")
-	if !hasNotes {
-		notes, hasNotes = str("description")
+	b.displayName, b.hasName = str("displayName")
+	b.hasName = b.hasName && b.displayName != ""
+	if b.notes, b.hasNotes = str("notes"); !b.hasNotes {
+		b.notes, b.hasNotes = str("description")
 	}
-	group, hasGroup := str("groupName")
-	jobType, hasJobType := str("jobType")
-	if hasName && displayName == "" {
-		hasName = false
-	}
+	b.group, b.hasGroup = str("groupName")
+	b.jobType, b.hasJobType = str("jobType")
+	b.session = bucketSession(mustStr(str("id")))
+	b.summary, b.hasSummary = str("summaryMetrics")
+	return b, nil
+}
 
-	rs := s.lookup(entity, project, runID)
-	if !rs.projectExists {
-		// W&B creates a project on the first run logged to it. The policy
-		// decides whether the caller may: in their own entity, or in a
-		// team they belong to.
-		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project,
-			Payload: events.ProjectCreatedV1{Name: project}}, true)
-		if err != nil {
+func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, error) {
+	b, err := parseBucket(c, v)
+	if err != nil {
+		return nil, err
+	}
+	rs := s.in.Run(b.entity, b.project, b.runID)
+	if !rs.ProjectExists {
+		if err := s.createProject(ctx, c, b.entity, b.project); err != nil {
 			return nil, err
-		}
-		if rej != nil && rej.Code != policy.CodeProjectExists {
-			return nil, gqlErrorf(string(rej.Code), "project %s/%s does not exist and cannot be created: %s", entity, project, rej.Message)
 		}
 	}
-	inserted := false
-	if !rs.exists {
-		pl := events.RunStartedV1{RunID: runID, Name: displayName, JobType: jobType, Group: group, Notes: notes,
-			Tags: tags, Config: cfg, Wandb: wb}
-		_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Run: runID, Payload: pl}, true)
-		if err != nil {
-			return nil, err
-		}
-		if rej != nil {
-			return nil, s.initRefused(c, entity, project, rej)
-		}
-		inserted = true
+	inserted := !rs.Exists
+	if inserted {
+		pl := events.RunStartedV1{RunID: b.runID, Name: b.displayName, JobType: b.jobType, Group: b.group, Notes: b.notes,
+			Tags: b.tags, Config: b.cfg, Wandb: b.wb}
+		err = s.proposeInit(ctx, c, events.Event{Entity: b.entity, Project: b.project, Run: b.runID, Payload: pl})
 	} else {
-		ev := events.Event{Entity: entity, Project: project, Run: runID}
-		if rs.state != events.StateRunning && bucketSession(mustStr(str("id"))) != "s" {
-			// A client initializes a finished run again: resume it.
-			ev.Payload = events.RunStartedV1{RunID: runID, Resume: "allow", Config: cfg}
-			_, rej, err := s.propose(ctx, c, ev, true)
-			if err != nil {
-				return nil, err
-			}
-			if rej != nil {
-				return nil, s.initRefused(c, entity, project, rej)
-			}
-			cfg = nil
-		}
-		upd := events.RunUpdatedV1{Config: cfg, Wandb: wb}
-		if hasName {
-			upd.Name = &displayName
-		}
-		if hasJobType {
-			upd.JobType = &jobType
-		}
-		if hasGroup {
-			upd.Group = &group
-		}
-		if hasNotes {
-			upd.Notes = &notes
-		}
-		if hasTags {
-			cur, err := s.readRun(ctx, c, entity, project, runID, s.lookup(entity, project, runID).seq)
-			if err != nil {
-				return nil, err
-			}
-			for _, t := range tags {
-				if !slices.Contains(cur.Tags, t) {
-					upd.AddTags = append(upd.AddTags, t)
-				}
-			}
-			for _, t := range cur.Tags {
-				if !slices.Contains(tags, t) {
-					upd.RemoveTags = append(upd.RemoveTags, t)
-				}
-			}
-		}
-		ev.Payload = upd
-		if upd.Name == nil && upd.JobType == nil && upd.Group == nil && upd.Notes == nil && len(upd.AddTags) == 0 &&
-			len(upd.RemoveTags) == 0 && len(upd.Config) == 0 && len(upd.Wandb) == 0 {
-			// Nothing changes; the caller must still be allowed to write.
-			if rej := s.check(c, ev); rej != nil {
-				return nil, s.initRefused(c, entity, project, rej)
-			}
-		} else {
-			_, rej, err := s.propose(ctx, c, ev, true)
-			if err != nil {
-				return nil, err
-			}
-			if rej != nil {
-				return nil, s.initRefused(c, entity, project, rej)
-			}
-		}
+		err = s.updateBucket(ctx, c, b, rs)
 	}
-	if raw, ok := str("summaryMetrics"); ok {
-		if err := s.updateSummary(ctx, c, entity, project, runID, raw); err != nil {
+	if err != nil {
+		return nil, err
+	}
+	if b.hasSummary {
+		if err := s.updateSummary(ctx, c, b.entity, b.project, b.runID, b.summary); err != nil {
 			return nil, err
 		}
 	}
-	run, err := s.readRun(ctx, c, entity, project, runID, s.lookup(entity, project, runID).seq)
+	run, err := s.readRun(ctx, c, b.entity, b.project, b.runID, s.in.Run(b.entity, b.project, b.runID).Seq)
 	if err != nil {
 		return nil, err
 	}
@@ -391,12 +328,100 @@ func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, erro
 	return map[string]any{"upsertBucket": map[string]any{
 		"inserted": inserted,
 		"bucket": map[string]any{
-			"id": bucketID("s", runID), "name": runID, "displayName": run.Name, "description": description,
+			"id": bucketID("s", b.runID), "name": b.runID, "displayName": run.Name, "description": description,
 			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": run.Rows,
-			"project": map[string]any{"id": gid("Project", entity+"/"+project), "name": project,
-				"entity": map[string]any{"id": gid("Entity", entity), "name": entity}},
+			"project": map[string]any{"id": gid("Project", b.entity+"/"+b.project), "name": b.project,
+				"entity": map[string]any{"id": gid("Entity", b.entity), "name": b.entity}},
 		},
 	}}, nil
+}
+
+// createProject creates the project of a first run: W&B creates a project
+// on the first run logged to it. The policy decides whether the caller may:
+// in their own entity, or in a team they belong to.
+func (s *Server) createProject(ctx context.Context, c *caller, entity, project string) error {
+	_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project,
+		Payload: events.ProjectCreatedV1{Name: project}}, true)
+	if err != nil {
+		return err
+	}
+	if rej != nil && rej.Code != policy.CodeProjectExists {
+		return gqlErrorf(string(rej.Code), "project %s/%s does not exist and cannot be created: %s", entity, project, rej.Message)
+	}
+	return nil
+}
+
+// proposeInit proposes an event of a run's init and waits for it; a
+// refusal is answered as W&B's clients expect it.
+func (s *Server) proposeInit(ctx context.Context, c *caller, ev events.Event) error {
+	_, rej, err := s.propose(ctx, c, ev, true)
+	if err != nil {
+		return err
+	}
+	if rej != nil {
+		return s.initRefused(c, ev.Entity, ev.Project, rej)
+	}
+	return nil
+}
+
+// updateBucket applies an UpsertBucket to an existing run: a client that
+// initializes a finished run again resumes it; then what changed is
+// proposed as one update.
+func (s *Server) updateBucket(ctx context.Context, c *caller, b bucket, rs ingest.RunInfo) error {
+	ev := events.Event{Entity: b.entity, Project: b.project, Run: b.runID}
+	cfg := b.cfg
+	if rs.State != events.StateRunning && b.session != "s" {
+		ev.Payload = events.RunStartedV1{RunID: b.runID, Resume: "allow", Config: cfg}
+		if err := s.proposeInit(ctx, c, ev); err != nil {
+			return err
+		}
+		cfg = nil
+	}
+	upd := events.RunUpdatedV1{Config: cfg, Wandb: b.wb}
+	if b.hasName {
+		upd.Name = &b.displayName
+	}
+	if b.hasJobType {
+		upd.JobType = &b.jobType
+	}
+	if b.hasGroup {
+		upd.Group = &b.group
+	}
+	if b.hasNotes {
+		upd.Notes = &b.notes
+	}
+	if b.hasTags {
+		cur, err := s.readRun(ctx, c, b.entity, b.project, b.runID, s.in.Run(b.entity, b.project, b.runID).Seq)
+		if err != nil {
+			return err
+		}
+		upd.AddTags, upd.RemoveTags = tagChanges(cur.Tags, b.tags)
+	}
+	ev.Payload = upd
+	if upd.Name == nil && upd.JobType == nil && upd.Group == nil && upd.Notes == nil && len(upd.AddTags) == 0 &&
+		len(upd.RemoveTags) == 0 && len(upd.Config) == 0 && len(upd.Wandb) == 0 {
+		// Nothing changes; the caller must still be allowed to write.
+		if rej := s.check(c, ev); rej != nil {
+			return s.initRefused(c, b.entity, b.project, rej)
+		}
+		return nil
+	}
+	return s.proposeInit(ctx, c, ev)
+}
+
+// tagChanges is what turns tags cur into want.
+func tagChanges(cur, want []string) (add, remove []string) {
+	for _, t := range want {
+		if !slices.Contains(cur, t) {
+			add = append(add, t)
+		}
+	}
+	for _, t := range cur {
+		if !slices.Contains(want, t) {
+			remove = append(remove, t)
+		}
+	}
+	return add, remove
 }
 
 func mustStr(s string, _ bool) string { return s }
@@ -459,11 +484,11 @@ func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, e
 	model := map[string]any{"id": gid("Project", entity+"/"+project), "name": project,
 		"entity": map[string]any{"id": gid("Entity", entity), "name": entity}, "bucket": nil}
 	out := map[string]any{"model": model}
-	rs := s.lookup(entity, project, name)
-	if !rs.exists {
+	rs := s.in.Run(entity, project, name)
+	if !rs.Exists {
 		return out, nil
 	}
-	run, err := s.readRun(ctx, c, entity, project, name, rs.seq)
+	run, err := s.readRun(ctx, c, entity, project, name, rs.Seq)
 	if err != nil {
 		if st, _ := statusOf(err); st == 404 {
 			return out, nil // not visible to the caller: a new run for them
@@ -527,6 +552,6 @@ func (s *Server) runStoppedStatus(c *caller, v vars) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := s.lookup(entity, project, run)
-	return map[string]any{"project": map[string]any{"run": map[string]any{"stopped": rs.state == events.StateKilled}}}, nil
+	rs := s.in.Run(entity, project, run)
+	return map[string]any{"project": map[string]any{"run": map[string]any{"stopped": rs.State == events.StateKilled}}}, nil
 }

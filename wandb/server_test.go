@@ -41,7 +41,7 @@ func mustLogbook(t *testing.T) *logbook {
 	done := make(chan error, 1)
 	go func() {
 		done <- app.AllInOne(ctx, app.AllInOneConfig{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-			AdminKey: adminKey, Routes: wandb.Routes}, io.Discard, func(a app.Addrs) { ready <- a })
+			AdminKey: adminKey}, io.Discard, func(a app.Addrs) { ready <- a })
 	}()
 	var a app.Addrs
 	select {
@@ -381,7 +381,7 @@ func TestPythonClientSequence(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	obs, err := js.ObjectStore(context.Background(), wandb.FilesBucket)
+	obs, err := js.ObjectStore(context.Background(), bus.FilesBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,34 +3,25 @@ package wandb
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/internal/httpx"
+	lbhttp "github.com/logbook/logbook/http"
 )
 
-// Where run files live: a JetStream object store, one object per
-// entity/project/run/file. The key that signs upload URLs is generated once
-// and kept in a JetStream key-value bucket, so URLs stay valid across
-// restarts and across ingest processes.
+// Limits of uploads.
 const (
-	FilesBucket  = "logbook_wandb_files"
-	SecretBucket = "logbook_wandb"
-	secretKey    = "upload_signing_key"
 	// UploadURLTTL is how long an upload URL is valid.
 	UploadURLTTL = 24 * time.Hour
 	// MaxUploadBytes bounds one uploaded file.
@@ -39,55 +30,13 @@ const (
 	maxFilesPerReq = 1000
 )
 
-type fileStore struct {
-	js       jetstream.JetStream
-	replicas int
-	log      *slog.Logger
-
-	mu     sync.Mutex
-	store  jetstream.ObjectStore
-	secret []byte
-}
-
-// open creates the bucket and the signing key on first use (idempotently:
-// several processes may race), retrying on later calls if it failed.
-func (f *fileStore) open(ctx context.Context) (jetstream.ObjectStore, []byte, error) {
-	if f == nil {
-		return nil, nil, errors.New("no object store configured")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.store != nil {
-		return f.store, f.secret, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	replicas := max(f.replicas, 1)
-	kv, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretBucket, Replicas: replicas,
-		Storage: jetstream.FileStorage, Description: "Logbook W&B adapter: upload URL signing key"})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open key-value bucket %s: %w", SecretBucket, err)
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	if _, err := kv.Create(ctx, secretKey, []byte(hex.EncodeToString(key))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, nil, fmt.Errorf("store upload signing key: %w", err)
-	}
-	e, err := kv.Get(ctx, secretKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read upload signing key: %w", err)
-	}
-	secret, err := hex.DecodeString(string(e.Value()))
-	if err != nil || len(secret) < 16 {
-		return nil, nil, fmt.Errorf("upload signing key in %s is damaged", SecretBucket)
-	}
-	os, err := f.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: FilesBucket, Replicas: replicas,
-		Storage: jetstream.FileStorage, Description: "Logbook W&B adapter: run files"})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open object store %s: %w", FilesBucket, err)
-	}
-	f.store, f.secret = os, secret
-	return os, secret, nil
+// FileStore keeps run files and the key that signs upload URLs (package
+// bus implements it with a JetStream object store and key-value bucket).
+type FileStore interface {
+	// Secret is the upload URL signing key, the same for every process.
+	Secret(ctx context.Context) ([]byte, error)
+	// Put stores a file's body under name.
+	Put(ctx context.Context, name string, body io.Reader) error
 }
 
 // ObjectName is where a run's file is stored in FilesBucket.
@@ -145,13 +94,13 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 			return nil, gqlErrorf("invalid", "%v", err)
 		}
 	}
-	if !s.lookup(entity, project, run).exists {
+	if !s.in.Run(entity, project, run).Exists {
 		return nil, gqlErrorf("run_not_found", "run %s/%s/%s does not exist; start it with init first", entity, project, run)
 	}
 	if rej := s.check(c, events.Event{Entity: entity, Project: project, Run: run, Payload: events.RunUpdatedV1{}}); rej != nil {
 		return nil, refused(rej)
 	}
-	_, secret, err := s.files.open(r.Context())
+	secret, err := s.files.Secret(r.Context())
 	if err != nil {
 		s.log.Error("run files unavailable", "err", err)
 	}
@@ -216,37 +165,37 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	entity, project, run, file := r.PathValue("entity"), r.PathValue("project"), r.PathValue("run"), r.PathValue("file")
 	for _, err := range []error{events.ValidateEntity(entity), events.ValidateProject(project), events.ValidateRunID(run), validFileName(file)} {
 		if err != nil {
-			httpx.WriteError(w, s.log, httpx.Errorf(400, "invalid", "%v", err))
+			lbhttp.WriteError(w, s.log, errs.New(errs.Invalid, "invalid", "%v", err))
 			return
 		}
 	}
-	store, secret, err := s.files.open(r.Context())
+	secret, err := s.files.Secret(r.Context())
 	if err != nil {
 		s.log.Error("run files unavailable", "err", err)
-		httpx.WriteError(w, s.log, httpx.Errorf(503, "unavailable", "run file storage is unavailable; retry later"))
+		lbhttp.WriteError(w, s.log, errs.New(errs.Unavailable, "unavailable", "run file storage is unavailable; retry later"))
 		return
 	}
 	obj := ObjectName(entity, project, run, file)
 	expires, err := strconv.ParseInt(r.URL.Query().Get("expires"), 10, 64)
 	sig := r.URL.Query().Get("sig")
 	if err != nil || !hmac.Equal([]byte(sig), []byte(sign(secret, obj, expires))) {
-		httpx.WriteError(w, s.log, httpx.Errorf(403, "forbidden", "the upload URL's signature is invalid; ask for a new URL (CreateRunFiles)"))
+		lbhttp.WriteError(w, s.log, errs.New(errs.Forbidden, "forbidden", "the upload URL's signature is invalid; ask for a new URL (CreateRunFiles)"))
 		return
 	}
 	if time.Now().Unix() > expires {
-		httpx.WriteError(w, s.log, httpx.Errorf(403, "expired", "the upload URL expired; ask for a new one (CreateRunFiles)"))
+		lbhttp.WriteError(w, s.log, errs.New(errs.Forbidden, "expired", "the upload URL expired; ask for a new one (CreateRunFiles)"))
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxUploadBytes)
-	if _, err := store.Put(r.Context(), jetstream.ObjectMeta{Name: obj}, body); err != nil {
+	if err := s.files.Put(r.Context(), obj, body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			httpx.WriteError(w, s.log, httpx.Errorf(413, "too_large", "files are limited to %d bytes", int64(MaxUploadBytes)))
+			lbhttp.WriteError(w, s.log, errs.New(errs.TooLarge, "too_large", "files are limited to %d bytes", int64(MaxUploadBytes)))
 			return
 		}
 		s.log.Error("store run file", "object", obj, "err", err)
-		httpx.WriteError(w, s.log, httpx.Errorf(503, "unavailable", "could not store the file; retry later"))
+		lbhttp.WriteError(w, s.log, errs.New(errs.Unavailable, "unavailable", "could not store the file; retry later"))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+	lbhttp.WriteJSON(w, http.StatusOK, map[string]any{})
 }

@@ -20,15 +20,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
+	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
-	"github.com/logbook/logbook/internal/httpx"
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/query"
 )
@@ -36,31 +35,33 @@ import (
 // DefaultProject is the project of runs whose client names none (W&B's).
 const DefaultProject = "uncategorized"
 
+// Writer is the write side as the adapter uses it (*ingest.Service).
+type Writer interface {
+	Ready() <-chan struct{}
+	Authenticate(key string) (*policy.User, error)
+	Submit(ctx context.Context, p events.Event, mode ingest.Mode) (ingest.Outcome, error)
+	Check(p events.Event) policy.Decision
+	LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (ingest.Outcome, error)
+	Heartbeat(ctx context.Context, actor, id, entity, project, run string) (ingest.Outcome, error)
+	Run(entity, project, run string) ingest.RunInfo
+	Teams(user string) []string
+}
+
 // Server serves the W&B protocol.
 type Server struct {
-	in     *app.Ingest
+	in     Writer
 	reader query.Reader
 	log    *slog.Logger
-	files  *fileStore
+	files  FileStore
 }
 
-// Routes adds the W&B endpoints to mux, on top of the ingest side in and
-// the read service r. It has the signature of app.AllInOneConfig.Routes.
-func Routes(mux *http.ServeMux, in *app.Ingest, r query.Reader) {
-	New(in, r).Register(mux)
-}
-
-// New returns the adapter.
-func New(in *app.Ingest, r query.Reader) *Server {
-	log := slog.New(slog.DiscardHandler)
-	var fs *fileStore
-	if in.Bus != nil {
-		if in.Bus.Log != nil {
-			log = in.Bus.Log.With("component", "wandb")
-		}
-		fs = &fileStore{js: in.Bus.JS, replicas: in.Bus.Config.Replicas, log: log}
+// New returns the adapter over the write side in, the read service r and
+// the run file store files.
+func New(in Writer, r query.Reader, files FileStore, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{in: in, reader: r, log: log, files: fs}
+	return &Server{in: in, reader: r, log: log, files: files}
 }
 
 // Register adds the routes to mux.
@@ -70,7 +71,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /files-upload/{entity}/{project}/{run}/{file...}", s.upload)
 	mux.HandleFunc("/sdk/otel/", func(w http.ResponseWriter, r *http.Request) {
 		// wandb-core probes this; 404 switches its telemetry export off.
-		httpx.WriteError(w, nil, httpx.Errorf(404, "not_found", "Logbook does not collect W&B client telemetry"))
+		lbhttp.WriteError(w, nil, errs.New(errs.NotFound, "not_found", "Logbook does not collect W&B client telemetry"))
 	})
 }
 
@@ -83,40 +84,35 @@ type caller struct {
 // authenticate reads W&B's "Authorization: Basic base64(api:<key>)".
 func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	select {
-	case <-s.in.Decider.Ready():
+	case <-s.in.Ready():
 	default:
-		return nil, httpx.Errorf(503, "starting", "Logbook is starting; retry in a moment")
+		return nil, errs.New(errs.Unavailable, "starting", "Logbook is starting; retry in a moment")
 	}
-	key, ok := httpx.APIKey(r)
+	key, ok := lbhttp.APIKey(r)
 	if !ok {
-		return nil, httpx.Errorf(401, "unauthenticated", "no API key: set WANDB_API_KEY to a Logbook API key")
+		return nil, errs.New(errs.Unauthenticated, "unauthenticated", "no API key: set WANDB_API_KEY to a Logbook API key")
 	}
-	u, err := s.in.Decider.Authenticate(key)
+	u, err := s.in.Authenticate(key)
 	if err != nil {
-		return nil, httpx.Errorf(401, "unauthenticated", "invalid or revoked API key: set WANDB_API_KEY to an active Logbook API key")
+		return nil, errs.New(errs.Unauthenticated, "unauthenticated", "invalid or revoked API key: set WANDB_API_KEY to an active Logbook API key")
 	}
 	return &caller{user: u, keyHash: policy.HashKey(key)}, nil
 }
 
 // propose sends a proposal on behalf of c. With wait it returns the
-// decision. Without wait it first decides the proposal against the current
-// policy state (a dry run) and waits only if that refuses it, so a refusal is
-// both recorded in the log and returned; an accepted proposal is queued.
-// A refusal is returned as rej; err is for failures of Logbook itself.
+// decision; without, an accepted proposal is queued (ingest.Queue). A
+// refusal is returned as rej; err is for failures of Logbook itself.
 func (s *Server) propose(ctx context.Context, c *caller, p events.Event, wait bool) (out ingest.Outcome, rej *policy.Rejection, err error) {
-	p.ID = events.NewID(time.Now())
 	p.Actor = c.user.Username
-	p.Time = time.Now().UTC()
+	mode := ingest.Wait
 	if !wait {
-		var dry policy.Decision
-		s.in.Decider.View(func(st *policy.State) { dry = policy.Decide(st, p) })
-		wait = dry.Rejection != nil
+		mode = ingest.Queue
 	}
-	out, err = s.in.Proposer.Propose(ctx, p, wait)
-	if err != nil {
-		return out, nil, err
+	out, err = s.in.Submit(ctx, p, mode)
+	if out.Rejection != nil {
+		return out, out.Rejection, nil
 	}
-	return out, out.Rejection, nil
+	return out, nil, err
 }
 
 // check decides p against the current policy state without proposing it:
@@ -125,33 +121,7 @@ func (s *Server) check(c *caller, p events.Event) *policy.Rejection {
 	p.ID = events.NewID(time.Now())
 	p.Actor = c.user.Username
 	p.Time = time.Now().UTC()
-	var dry policy.Decision
-	s.in.Decider.View(func(st *policy.State) { dry = policy.Decide(st, p) })
-	return dry.Rejection
-}
-
-// runState is what the policy knows about a run.
-type runState struct {
-	projectExists bool
-	exists        bool
-	state, owner  string
-	seq           uint64 // the project's last applied stream sequence
-}
-
-func (s *Server) lookup(entity, project, run string) runState {
-	var rs runState
-	s.in.Decider.View(func(st *policy.State) {
-		rs.seq = st.Seq(entity, project)
-		p, ok := st.Project(entity, project)
-		if !ok {
-			return
-		}
-		rs.projectExists = true
-		if r := p.Runs[run]; r != nil && !r.Deleted {
-			rs.exists, rs.state, rs.owner = true, r.State, r.Owner
-		}
-	})
-	return rs
+	return s.in.Check(p).Rejection
 }
 
 // readRun reads a run through the read service, once it has applied minSeq.
@@ -194,18 +164,10 @@ func newRunID() string {
 }
 
 // statusOf maps an error of Logbook itself (not a refusal) for the log and
-// the client: known HTTP errors keep their status, the rest is internal.
+// the client: coded errors keep their status, the rest is internal.
 func statusOf(err error) (int, string) {
-	var he *httpx.Error
-	var sc httpx.StatusCoder
-	switch {
-	case errors.As(err, &he):
-		return he.Status, he.Message
-	case errors.As(err, &sc):
-		st, _ := sc.HTTPStatus()
-		return st, sc.Error()
-	case errors.Is(err, ingest.ErrUndecided):
-		return 503, err.Error()
+	if e, ok := errs.As(err); ok {
+		return lbhttp.Status(e.Kind), e.Message
 	}
 	return 500, "internal error; see the Logbook server log"
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/projections"
 )
@@ -86,7 +85,7 @@ func rebuild(ctx context.Context, c config, s *server, rep *report) error {
 	defer st.Close()
 	cpu0 := readProc(os.Getpid())
 	start := time.Now()
-	if err := st.Follow(ctx, app.EventSource(js, false)); err != nil {
+	if err := st.Follow(ctx, (&bus.Client{JS: js}).EventLog().Source(false)); err != nil {
 		return err
 	}
 	secs := time.Since(start).Seconds()

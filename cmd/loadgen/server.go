@@ -19,7 +19,6 @@ import (
 
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/ingest"
-	"github.com/logbook/logbook/wandb"
 )
 
 // server is the Logbook under load.
@@ -70,7 +69,7 @@ func withServer(ctx context.Context, c config, stderr io.Writer, fn func(context
 	done := make(chan error, 1)
 	go func() {
 		done <- app.AllInOne(ctx, app.AllInOneConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-			AdminKey: s.adminKey, Routes: wandb.Routes, KeyRate: 1e6, KeyBurst: 1e6}, io.Discard, func(a app.Addrs) { ready <- a })
+			AdminKey: s.adminKey, KeyRate: 1e6, KeyBurst: 1e6}, io.Discard, func(a app.Addrs) { ready <- a })
 	}()
 	select {
 	case a := <-ready:

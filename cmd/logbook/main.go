@@ -29,7 +29,6 @@ import (
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/policy"
-	"github.com/logbook/logbook/wandb"
 )
 
 func main() {
@@ -84,6 +83,5 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Durable:    *durable,
 		CrashAfter: *crashAfter,
 		Log:        log,
-		Routes:     wandb.Routes,
 	}, stdout, nil)
 }

@@ -57,16 +57,16 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg := bus.DefaultConfig()
 	cfg.Replicas = *replicas
-	b, err := app.ConnectBus(ctx, *natsURL, "logbook-projector", cfg, log, natsAuth.Options()...)
+	b, err := bus.Dial(ctx, *natsURL, "logbook-projector", cfg, log, natsAuth.Options()...)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	p, err := app.OpenProjector(b, projections.Options{Dir: *dataDir, SyncWrites: *durable})
+	p, err := app.NewProjector(b, projections.Options{Dir: *dataDir, SyncWrites: *durable})
 	if err != nil {
 		return err
 	}
-	log.Info("projector running", "data", *dataDir, "seq", p.Store().Seq(), "id", p.ID, "nats", *natsURL)
+	log.Info("projector running", "data", *dataDir, "seq", p.ReadModel.Store().Seq(), "id", p.ReadModel.ID, "nats", *natsURL)
 	return p.Run(ctx, true)
 }
 

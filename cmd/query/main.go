@@ -7,17 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
+	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/internal/cli"
-	"github.com/logbook/logbook/query"
-	"github.com/logbook/logbook/web"
 )
 
 func main() {
@@ -51,14 +48,11 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	ln, err := net.Listen("tcp", *httpAddr)
+	ln, err := app.Listen(*httpAddr, "-http.addr")
 	if err != nil {
-		return fmt.Errorf("listen on -http.addr %s: %w", *httpAddr, err)
+		return err
 	}
-	mux := http.NewServeMux()
-	app.Health(mux)
-	web.Register(mux)
-	(&query.Handler{Reader: query.NATSReader{NC: nc, Subject: query.ReadSubject(*prefix)}, Log: log}).Register(mux)
+	reads := &lbhttp.Reads{Reader: bus.NATSReader{NC: nc, Subject: bus.ReadSubject(*prefix)}, Log: log}
 	log.Info("query listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
-	return app.Serve(ctx, ln, mux, log)
+	return app.ServeHTTP(ctx, ln, log, true, reads)
 }

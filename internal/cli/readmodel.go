@@ -16,8 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/projections"
+	"github.com/logbook/logbook/query"
 )
 
 // DigestDir prints the digest of the read model in dir, which no process
@@ -35,7 +36,7 @@ func DigestDir(dir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return printJSON(out, app.ReadModelStatus{Dir: dir, Digest: &d})
+	return printJSON(out, query.ReadModelStatus{Dir: dir, Digest: &d})
 }
 
 // progressBar renders rebuild progress: events/s and the time left.
@@ -44,7 +45,7 @@ type progressBar struct {
 	bar *progressbar.ProgressBar
 }
 
-func (p *progressBar) update(pr app.RebuildProgress) {
+func (p *progressBar) update(pr query.RebuildProgress) {
 	if p.bar == nil && pr.Total > 0 {
 		p.bar = progressbar.NewOptions64(int64(pr.Total),
 			progressbar.OptionSetWriter(p.out),
@@ -86,7 +87,7 @@ func RebuildHTTP(ctx context.Context, base, key string, out, status io.Writer) e
 	bar := &progressBar{out: status}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var pr app.RebuildProgress
+		var pr query.RebuildProgress
 		if err := json.Unmarshal(sc.Bytes(), &pr); err != nil {
 			return fmt.Errorf("rebuild: undecodable progress %q", sc.Bytes())
 		}
@@ -95,7 +96,7 @@ func RebuildHTTP(ctx context.Context, base, key string, out, status io.Writer) e
 			if pr.Error != "" {
 				return fmt.Errorf("rebuild failed: %s", pr.Error)
 			}
-			return printJSON(out, app.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest})
+			return printJSON(out, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -121,7 +122,7 @@ func DigestHTTP(ctx context.Context, base, key string, verify bool, out io.Write
 		return fmt.Errorf("digest: %w (is Logbook running at %s?)", err, base)
 	}
 	defer resp.Body.Close()
-	var st app.ReadModelStatus
+	var st query.ReadModelStatus
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("digest: %s: %s", resp.Status, b)
@@ -147,7 +148,7 @@ func AdminNATS(ctx context.Context, url, prefix, op, id string, wait time.Durati
 		return fmt.Errorf("connect to nats at %s: %w", url, err)
 	}
 	defer nc.Close()
-	answers, err := scatter(ctx, nc, app.AdminSubject(prefix, op), id, wait, 2*time.Second)
+	answers, err := scatter(ctx, nc, bus.AdminSubject(prefix, op), id, wait, 2*time.Second)
 	if err != nil {
 		return err
 	}
@@ -176,12 +177,12 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 	}
 	defer nc.Close()
 	progress := make(chan *nats.Msg, 1024)
-	sub, err := nc.ChanSubscribe(app.ProgressSubject(prefix, "*"), progress)
+	sub, err := nc.ChanSubscribe(bus.ProgressSubject(prefix, "*"), progress)
 	if err != nil {
 		return err
 	}
 	defer sub.Unsubscribe()
-	started, err := scatter(ctx, nc, app.AdminSubject(prefix, "rebuild"), id, 2*time.Second, time.Second)
+	started, err := scatter(ctx, nc, bus.AdminSubject(prefix, "rebuild"), id, 2*time.Second, time.Second)
 	if err != nil {
 		return err
 	}
@@ -193,14 +194,14 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 		pending[s.ID] = true
 	}
 	bars := map[string]*progressBar{}
-	var results []app.ReadModelStatus
+	var results []query.ReadModelStatus
 	var failures []string
 	for len(pending) > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-progress:
-			var pr app.RebuildProgress
+			var pr query.RebuildProgress
 			if json.Unmarshal(m.Data, &pr) != nil || !pending[pr.ID] {
 				continue
 			}
@@ -215,7 +216,7 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 				if pr.Error != "" {
 					failures = append(failures, pr.ID+": "+pr.Error)
 				}
-				results = append(results, app.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest, Error: pr.Error})
+				results = append(results, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest, Error: pr.Error})
 				if len(started) > 1 {
 					fmt.Fprintf(status, "projector %s: done\n", pr.ID)
 				}
@@ -234,7 +235,7 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 // scatter publishes a request and gathers the answers: the first within
 // first (verify replays the log first), the others until none came for
 // more.
-func scatter(ctx context.Context, nc *nats.Conn, subject, id string, first, more time.Duration) ([]app.ReadModelStatus, error) {
+func scatter(ctx context.Context, nc *nats.Conn, subject, id string, first, more time.Duration) ([]query.ReadModelStatus, error) {
 	inbox := nats.NewInbox()
 	replies := make(chan *nats.Msg, 64)
 	sub, err := nc.ChanSubscribe(inbox, replies)
@@ -242,11 +243,11 @@ func scatter(ctx context.Context, nc *nats.Conn, subject, id string, first, more
 		return nil, err
 	}
 	defer sub.Unsubscribe()
-	body, _ := json.Marshal(app.AdminRequest{ID: id})
+	body, _ := json.Marshal(query.AdminRequest{ID: id})
 	if err := nc.PublishRequest(subject, inbox, body); err != nil {
 		return nil, err
 	}
-	var out []app.ReadModelStatus
+	var out []query.ReadModelStatus
 	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for {
@@ -256,7 +257,7 @@ func scatter(ctx context.Context, nc *nats.Conn, subject, id string, first, more
 		case <-timer.C:
 			return out, nil
 		case m := <-replies:
-			var st app.ReadModelStatus
+			var st query.ReadModelStatus
 			if err := json.Unmarshal(m.Data, &st); err != nil {
 				return out, fmt.Errorf("undecodable answer %q", m.Data)
 			}

@@ -53,8 +53,8 @@ func mustAllInOneWith(t *testing.T, configure func(*app.AllInOneConfig)) system 
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)
 	cfg := app.AllInOneConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-		AdminKey: adminKey, Routes: routes,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		AdminKey: adminKey,
+		Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if configure != nil {
 		configure(&cfg)
 	}

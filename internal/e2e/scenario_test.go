@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/client"
 	"github.com/logbook/logbook/query"
 )
-
-// routes adds the W&B endpoints to the all-in-one under test.
-var routes func(mux *http.ServeMux, in *app.Ingest, r query.Reader)
 
 type runView struct {
 	ID       string             `json:"id"`

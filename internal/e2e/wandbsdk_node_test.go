@@ -12,11 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/logbook/logbook/wandb"
 )
-
-func init() { routes = wandb.Routes }
 
 // jsScript runs the real @wandb/sdk: init, LB_STEPS log calls, finish.
 const jsScript = `

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/policy"
@@ -108,7 +107,7 @@ func TestKillProjector(t *testing.T) {
 
 	// Every projector answers over NATS; wait until it caught up.
 	eventually(t, 20*time.Minute, "projector caught up", func() (bool, string) {
-		var st []app.ReadModelStatus
+		var st []query.ReadModelStatus
 		out, err := s.tryCLI("projector", "status")
 		if err == nil {
 			err = json.Unmarshal(out, &st)
@@ -118,7 +117,7 @@ func TestKillProjector(t *testing.T) {
 		}
 		return st[0].Seq == want, fmt.Sprintf("read model at %d of %d", st[0].Seq, want)
 	})
-	var verified []app.ReadModelStatus
+	var verified []query.ReadModelStatus
 	if err := json.Unmarshal(s.runCLI("projector", "digest", "-verify"), &verified); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +126,7 @@ func TestKillProjector(t *testing.T) {
 	}
 
 	// A live rebuild over NATS gives the same read model.
-	var rebuilt []app.ReadModelStatus
+	var rebuilt []query.ReadModelStatus
 	if err := json.Unmarshal(s.runCLI("projector", "rebuild"), &rebuilt); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +135,7 @@ func TestKillProjector(t *testing.T) {
 	}
 
 	// 0 lost, 0 applied twice: every run has each of its rows once.
-	reader := query.NATSReader{NC: s.nc, Subject: query.ReadSubject(events.DefaultPrefix)}
+	reader := bus.NATSReader{NC: s.nc, Subject: bus.ReadSubject(events.DefaultPrefix)}
 	data, err := reader.Read(context.Background(), query.Request{KeyHash: policy.HashKey(alice), Op: query.OpRuns, Entity: "alice", Project: "p"})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/query"
 )
 
 // TestRebuildLive: the all-in-one binary rebuilds its read model from the
@@ -109,7 +109,7 @@ func TestRebuildLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("logbook rebuild: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
-	var st app.ReadModelStatus
+	var st query.ReadModelStatus
 	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || st.Digest == nil {
 		t.Fatalf("logbook rebuild printed %q: %v", stdout.String(), err)
 	}
@@ -125,7 +125,7 @@ func TestRebuildLive(t *testing.T) {
 	if n := readErrors.Load(); n > 0 {
 		t.Fatalf("%d of %d reads failed during the rebuild, last: %v", n, reads.Load(), lastErr.Load())
 	}
-	var v app.ReadModelStatus
+	var v query.ReadModelStatus
 	if err := json.Unmarshal(s.runCLI("logbook", "digest", "-verify"), &v); err != nil || v.Verify == nil || !v.Verify.Equal {
 		t.Fatalf("digest -verify after a live rebuild: %+v %v", v, err)
 	}

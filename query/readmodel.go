@@ -1,37 +1,51 @@
-package app
+package query
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/projections"
-	"github.com/logbook/logbook/query"
 )
 
-// Projector folds the log into a read model, serves reads from it, and can
+// EventLog is where a read model's events come from: the events stream,
+// passed in by the wiring (package bus implements it over JetStream).
+type EventLog struct {
+	// Source reads the log from a sequence; with follow it keeps reading
+	// new events until ctx ends.
+	Source func(follow bool) projections.Source
+	// Filtered reads the parts of the log that match subject filters, to
+	// its end (time travel).
+	Filtered projections.LogReader
+	// LastSeq is the log's last sequence now.
+	LastSeq func(ctx context.Context) (uint64, error)
+}
+
+// ReadModel folds the log into a read model, answers reads from it, and can
 // rebuild it from the log while serving: the new read model is built next
 // to the live one and replaces it once it has caught up, without a pause in
 // reads.
-type Projector struct {
-	// Reader answers reads from whichever read model is live.
-	Reader query.Reader
+type ReadModel struct {
+	// Reader answers reads from whichever read model is live; it also
+	// streams exports (Exporter).
+	Reader Reader
 	// ID names this projector replica in admin answers.
 	ID string
 
-	bus  *Bus
-	opts projections.Options // Dir is the base directory
-	log  *slog.Logger
+	events   EventLog
+	subjects events.Subjects
+	opts     projections.Options // Dir is the base directory
+	log      *slog.Logger
 
 	cur       atomic.Pointer[generation]
 	rebuildMu sync.Mutex // one rebuild at a time
@@ -46,7 +60,7 @@ type Projector struct {
 type generation struct {
 	dir   string
 	store *projections.Store
-	svc   *query.Service
+	svc   *Service
 
 	mu     sync.RWMutex // reads hold it shared; retiring takes it
 	closed bool
@@ -55,9 +69,10 @@ type generation struct {
 	done   chan struct{}
 }
 
-// OpenProjector opens the read model in o.Dir, first repairing what a crash
-// during a rebuild may have left next to it.
-func OpenProjector(b *Bus, o projections.Options) (*Projector, error) {
+// OpenReadModel opens the read model in o.Dir, first repairing what a crash
+// during a rebuild may have left next to it. subj are the log's subjects
+// (time travel filters by them).
+func OpenReadModel(el EventLog, subj events.Subjects, o projections.Options, log *slog.Logger) (*ReadModel, error) {
 	if !o.InMemory {
 		if err := os.MkdirAll(filepath.Dir(o.Dir), 0o750); err != nil {
 			return nil, err
@@ -70,34 +85,40 @@ func OpenProjector(b *Bus, o projections.Options) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Projector{ID: nuid.Next()[:8], bus: b, opts: o, log: b.Log.With("component", "projector"), failed: make(chan error, 2)}
+	p := &ReadModel{ID: nuid.Next()[:8], events: el, subjects: subj, opts: o, log: log, failed: make(chan error, 2)}
 	p.cur.Store(p.newGeneration(o.Dir, st))
 	p.Reader = liveReader{p}
 	return p, nil
 }
 
-func (p *Projector) newGeneration(dir string, st *projections.Store) *generation {
+func (p *ReadModel) newGeneration(dir string, st *projections.Store) *generation {
 	return &generation{dir: dir, store: st, done: make(chan struct{}),
-		svc: &query.Service{Store: st, Log: LogReader(p.bus.JS), Subjects: p.bus.Subject}}
+		svc: &Service{Store: st, Log: p.events.Filtered, Subjects: p.subjects}}
 }
 
 // Store returns the live read model (it changes when a rebuild completes).
-func (p *Projector) Store() *projections.Store { return p.cur.Load().store }
+func (p *ReadModel) Store() *projections.Store { return p.cur.Load().store }
 
 // Close closes the read model of a projector that never ran.
-func (p *Projector) Close() error { return p.cur.Load().store.Close() }
+func (p *ReadModel) Close() error { return p.cur.Load().store.Close() }
 
 // liveReader reads from the live generation, waiting for a read that
 // started on a generation being retired to finish first.
-type liveReader struct{ p *Projector }
+type liveReader struct{ p *ReadModel }
 
-func (r liveReader) Read(ctx context.Context, req query.Request) (out json.RawMessage, err error) {
+func (r liveReader) Read(ctx context.Context, req Request) (out json.RawMessage, err error) {
 	r.p.view(func(g *generation) { out, err = g.svc.Read(ctx, req) })
 	return out, err
 }
 
+// Export implements Exporter: the export streams from the live read model.
+func (r liveReader) Export(ctx context.Context, req Request, w io.Writer, started func()) (err error) {
+	r.p.view(func(g *generation) { err = g.svc.Export(ctx, req, w, started) })
+	return err
+}
+
 // view runs fn on the live generation, which stays open until fn returns.
-func (p *Projector) view(fn func(*generation)) {
+func (p *ReadModel) view(fn func(*generation)) {
 	for {
 		g := p.cur.Load()
 		g.mu.RLock()
@@ -111,66 +132,27 @@ func (p *Projector) view(fn func(*generation)) {
 	}
 }
 
-// EventSource reads the events stream for the projections.
-func EventSource(js jetstream.JetStream, follow bool) projections.Source {
-	return func(ctx context.Context, from uint64, fn func([]projections.RawRecord) error) error {
-		return readRecords(ctx, js, bus.ReadOptions{Stream: bus.EventsStream, From: from, Batch: 1000, Follow: follow}, fn)
-	}
-}
-
-// LogReader reads the parts of the events stream that match subject
-// filters, to its end (time travel).
-func LogReader(js jetstream.JetStream) projections.LogReader {
-	return func(ctx context.Context, filters []string, fn func([]projections.RawRecord) error) error {
-		return readRecords(ctx, js, bus.ReadOptions{Stream: bus.EventsStream, Filters: filters, Batch: 1000}, fn)
-	}
-}
-
-func readRecords(ctx context.Context, js jetstream.JetStream, o bus.ReadOptions, fn func([]projections.RawRecord) error) error {
-	recs := make([]projections.RawRecord, 0, o.Batch)
-	return bus.Read(ctx, js, o, func(batch []bus.Entry) error {
-		recs = recs[:0]
-		for _, e := range batch {
-			recs = append(recs, projections.RawRecord{Seq: e.Seq, Data: e.Data, Time: e.Time})
-		}
-		return fn(recs)
-	})
-}
-
 // follow starts feeding g from the log until it is retired or ctx ends.
-func (p *Projector) follow(ctx context.Context, g *generation) {
+func (p *ReadModel) follow(ctx context.Context, g *generation) {
 	gctx, cancel := context.WithCancel(ctx)
 	g.cancel = cancel
 	go func() {
 		defer close(g.done)
-		err := g.store.Follow(gctx, EventSource(p.bus.JS, true))
+		err := g.store.Follow(gctx, p.events.Source(true))
 		if gctx.Err() == nil {
 			p.failed <- fmt.Errorf("projector (%s): %w", g.dir, err)
 		}
 	}()
 }
 
-// Run follows the log and serves reads and admin requests over NATS (when
-// serve is set) until ctx ends or following the log fails.
-func (p *Projector) Run(ctx context.Context, serve bool) error {
+// Run follows the log until ctx ends or following it fails.
+func (p *ReadModel) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.runMu.Lock()
 	p.runCtx = ctx
 	p.runMu.Unlock()
 	p.follow(ctx, p.cur.Load())
-	if serve {
-		svc, err := query.Serve(p.bus.NC, p.bus.Subject.Prefix, p.Reader, p.bus.Log.With("component", "read"))
-		if err != nil {
-			return fmt.Errorf("serve reads: %w", err)
-		}
-		defer svc.Stop()
-		stop, err := p.serveAdmin(ctx)
-		if err != nil {
-			return fmt.Errorf("serve admin requests: %w", err)
-		}
-		defer stop()
-	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -201,7 +183,7 @@ type RebuildProgress struct {
 // Rebuild replays the log into a fresh read model next to the live one,
 // reporting progress, and switches reads to it once it has caught up with
 // the live one; the old one is then removed. It needs Run to be running.
-func (p *Projector) Rebuild(ctx context.Context, progress func(RebuildProgress)) (projections.DigestInfo, error) {
+func (p *ReadModel) Rebuild(ctx context.Context, progress func(RebuildProgress)) (projections.DigestInfo, error) {
 	p.rebuildMu.Lock()
 	defer p.rebuildMu.Unlock()
 	p.runMu.Lock()
@@ -233,13 +215,11 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(RebuildProgress))
 		return projections.DigestInfo{}, fmt.Errorf("rebuild into %s: %w", target, err)
 	}
 	pr := RebuildProgress{ID: p.ID, Dir: target}
-	if s, err := p.bus.JS.Stream(ctx, bus.EventsStream); err == nil {
-		if info, err := s.Info(ctx); err == nil {
-			pr.Total = info.State.LastSeq
-		}
+	if last, err := p.events.LastSeq(ctx); err == nil {
+		pr.Total = last
 	}
 	p.log.Info("rebuilding the read model", "into", target, "events", pr.Total)
-	_, err = st.ReplayTo(ctx, EventSource(p.bus.JS, false), 0, func(seq uint64, applied int64) {
+	_, err = st.ReplayTo(ctx, p.events.Source(false), 0, func(seq uint64, applied int64) {
 		if progress != nil {
 			pr.Seq, pr.Applied = seq, applied
 			progress(pr)
@@ -263,19 +243,7 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(RebuildProgress))
 		return abandon(err)
 	}
 	p.cur.Store(g)
-	old.mu.Lock() // reads in flight on the old one finish first
-	old.closed = true
-	old.mu.Unlock()
-	old.cancel()
-	<-old.done
-	if err := old.store.Close(); err != nil {
-		p.log.Warn("close replaced read model", "dir", old.dir, "err", err)
-	}
-	if !p.opts.InMemory {
-		if err := projections.Retire(p.opts.Dir, old.dir); err != nil {
-			p.log.Warn("remove replaced read model", "dir", old.dir, "err", err)
-		}
-	}
+	p.retire(old)
 	d, err := st.Digest()
 	if err != nil {
 		return d, err
@@ -288,8 +256,26 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(RebuildProgress))
 	return d, nil
 }
 
+// retire closes and removes a replaced read model, once the reads in
+// flight on it have finished.
+func (p *ReadModel) retire(old *generation) {
+	old.mu.Lock()
+	old.closed = true
+	old.mu.Unlock()
+	old.cancel()
+	<-old.done
+	if err := old.store.Close(); err != nil {
+		p.log.Warn("close replaced read model", "dir", old.dir, "err", err)
+	}
+	if !p.opts.InMemory {
+		if err := projections.Retire(p.opts.Dir, old.dir); err != nil {
+			p.log.Warn("remove replaced read model", "dir", old.dir, "err", err)
+		}
+	}
+}
+
 // Digest returns the digest of the live read model.
-func (p *Projector) Digest() (d projections.DigestInfo, err error) {
+func (p *ReadModel) Digest() (d projections.DigestInfo, err error) {
 	p.digestMu.Lock() // one at a time: a digest reads the whole read model
 	defer p.digestMu.Unlock()
 	p.view(func(g *generation) { d, err = g.store.Digest() })
@@ -306,7 +292,7 @@ type Verification struct {
 
 // Verify replays the log, up to the sequence the live read model is at,
 // into a temporary directory and compares the digests.
-func (p *Projector) Verify(ctx context.Context) (Verification, error) {
+func (p *ReadModel) Verify(ctx context.Context) (Verification, error) {
 	var v Verification
 	var err error
 	if v.Live, err = p.Digest(); err != nil {
@@ -327,7 +313,7 @@ func (p *Projector) Verify(ctx context.Context) (Verification, error) {
 	}
 	defer st.Close()
 	if v.Live.Seq > 0 {
-		if _, err := st.ReplayTo(ctx, EventSource(p.bus.JS, false), v.Live.Seq, nil); err != nil {
+		if _, err := st.ReplayTo(ctx, p.events.Source(false), v.Live.Seq, nil); err != nil {
 			return v, fmt.Errorf("verify: %w", err)
 		}
 	}

@@ -1,8 +1,9 @@
-package ingest
+package http_test
 
 import (
 	"context"
 	"encoding/json"
+	lbhttp "github.com/logbook/logbook/http"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,16 +13,17 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
 )
 
 // writeSide is ingest on a real embedded NATS server with JetStream.
 type writeSide struct {
 	t     *testing.T
-	d     *Decider
-	p     *Proposer
+	d     *ingest.Decider
+	p     *ingest.Proposer
 	srv   *httptest.Server
-	sw    *Sweeper
+	sw    *ingest.Sweeper
 	nats  string
 	admin string
 }
@@ -45,11 +47,10 @@ func mustWriteSide(t *testing.T, crashAfter time.Duration) *writeSide {
 	if err := bus.EnsureTopology(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	d := NewDecider(nc, js, cfg.Subjects, nil)
-	d.log = discard()
-	d.Seed = &Seed{Username: "admin", KeyHash: policy.HashKey(testAdminKey)}
+	d := ingest.NewDecider(nc, js, cfg.Subjects, discard())
+	d.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(testAdminKey)}
 	d.SetCrashAfter(crashAfter)
-	p := NewProposer(nc, js, cfg.Subjects)
+	p := ingest.NewProposer(nc, js, cfg.Subjects)
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() {
@@ -65,12 +66,11 @@ func mustWriteSide(t *testing.T, crashAfter time.Duration) *writeSide {
 	case <-time.After(30 * time.Second):
 		t.Fatal("decider not ready in 30s")
 	}
-	mux := http.NewServeMux()
-	(&Edge{Decider: d, Proposer: p, Log: discard()}).Register(mux)
-	srv := httptest.NewServer(mux)
+	svc := &ingest.Service{Decider: d, Proposer: p}
+	srv := httptest.NewServer(lbhttp.Handler(false, &lbhttp.Writes{Ingest: svc, Log: discard()}))
 	t.Cleanup(srv.Close)
 	return &writeSide{t: t, d: d, p: p, srv: srv, nats: bus.ClientURL(ns), admin: testAdminKey,
-		sw: &Sweeper{Decider: d, Proposer: p, CrashAfter: crashAfter}}
+		sw: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter}}
 }
 
 // call sends a request with key and decodes the answer into out.
@@ -136,7 +136,7 @@ func TestCrashSweepHeartbeatAndRecovery(t *testing.T) {
 	bob := w.user("bob")
 	w.must(201, bob, "POST", "/api/v1/projects", map[string]string{"name": "p"}, nil)
 	const runs = "/api/v1/projects/bob/p/runs"
-	var out Outcome
+	var out ingest.Outcome
 	w.must(201, bob, "POST", runs, map[string]any{"id": "r1"}, &out)
 	if out.LastStep == nil || *out.LastStep != -1 {
 		t.Fatalf("start outcome %+v, want last_step -1", out)
@@ -206,10 +206,17 @@ func TestCrashSweepHeartbeatAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	d2 := NewDecider(nc, js, bus.DefaultConfig().Subjects, discard())
-	if err := d2.load(ctx); err != nil {
+	d2 := ingest.NewDecider(nc, js, bus.DefaultConfig().Subjects, discard())
+	ctx2, cancel2 := context.WithCancel(ctx)
+	done2 := make(chan error, 1)
+	go func() { done2 <- d2.Run(ctx2) }()
+	select {
+	case <-d2.Ready():
+	case err := <-done2:
 		t.Fatal(err)
 	}
+	cancel2()
+	<-done2
 	var r2 policy.Run
 	d2.View(func(s *policy.State) {
 		p, _ := s.Project("bob", "p")

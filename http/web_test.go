@@ -1,4 +1,4 @@
-package web
+package http_test
 
 import (
 	"io"
@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	lbhttp "github.com/logbook/logbook/http"
+	"github.com/logbook/logbook/web"
 )
 
 // The page is served at / only; every other path stays the API's.
 func TestServesThePageAtRootOnly(t *testing.T) {
 	mux := http.NewServeMux()
-	Register(mux)
+	lbhttp.Web(mux)
 	mux.HandleFunc("GET /api/v1/whoami", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("api")) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -54,7 +57,7 @@ func TestScriptParses(t *testing.T) {
 		}
 		t.Skip("node is not installed")
 	}
-	s := string(index)
+	s := string(web.Index)
 	i, j := strings.Index(s, "<script>"), strings.Index(s, "</script>")
 	if i < 0 || j < i {
 		t.Fatal("no script in the page")

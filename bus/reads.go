@@ -1,4 +1,4 @@
-package query
+package bus
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/query"
 )
 
 // ReadSubject is the request/reply subject of the read service under a prefix.
@@ -16,12 +19,12 @@ func ReadSubject(prefix string) string { return prefix + ".read" }
 
 type reply struct {
 	Data  json.RawMessage `json:"data,omitempty"`
-	Error *Error          `json:"error,omitempty"`
+	Error *errs.Error     `json:"error,omitempty"`
 }
 
-// Serve registers the read service on NATS as a micro service in a queue
+// ServeReads registers the read service on NATS as a micro service in a queue
 // group, so several projector replicas share the reads.
-func Serve(nc *nats.Conn, prefix string, r Reader, log *slog.Logger) (micro.Service, error) {
+func ServeReads(nc *nats.Conn, prefix string, r query.Reader, log *slog.Logger) (micro.Service, error) {
 	handler := micro.HandlerFunc(func(req micro.Request) { go answer(nc, r, req, log) })
 	return micro.AddService(nc, micro.Config{
 		Name:        "logbook-read",
@@ -34,16 +37,16 @@ func Serve(nc *nats.Conn, prefix string, r Reader, log *slog.Logger) (micro.Serv
 
 // answer serves one read request (in its own goroutine: a read may wait for
 // the read model to catch up).
-func answer(nc *nats.Conn, r Reader, req micro.Request, log *slog.Logger) {
-	var rq Request
+func answer(nc *nats.Conn, r query.Reader, req micro.Request, log *slog.Logger) {
+	var rq query.Request
 	var out reply
 	if err := json.Unmarshal(req.Data(), &rq); err != nil {
-		out.Error = errorf(400, "invalid", "malformed read request: %v", err)
+		out.Error = errs.E(errs.Invalid, "malformed read request: %v", err)
 	} else if data, err := r.Read(context.Background(), rq); err != nil {
-		var qe *Error
-		if !errors.As(err, &qe) {
+		qe, ok := errs.As(err)
+		if !ok {
 			log.Error("read", "op", rq.Op, "err", err)
-			qe = errorf(500, "internal", "internal error; see the projector log")
+			qe = errs.E(errs.Internal, "internal error; see the projector log")
 		}
 		out.Error = qe
 	} else {
@@ -51,7 +54,7 @@ func answer(nc *nats.Conn, r Reader, req micro.Request, log *slog.Logger) {
 	}
 	b, _ := json.Marshal(out)
 	if len(b) > int(nc.MaxPayload()) {
-		b, _ = json.Marshal(reply{Error: errorf(413, "too_large", "the answer is larger than %d bytes; ask for fewer points (limit, min_step, max_step)", nc.MaxPayload())})
+		b, _ = json.Marshal(reply{Error: errs.E(errs.TooLarge, "the answer is larger than %d bytes; ask for fewer points (limit, min_step, max_step)", nc.MaxPayload())})
 	}
 	_ = req.Respond(b)
 }
@@ -63,7 +66,7 @@ type NATSReader struct {
 }
 
 // Read implements Reader.
-func (n NATSReader) Read(ctx context.Context, r Request) (json.RawMessage, error) {
+func (n NATSReader) Read(ctx context.Context, r query.Request) (json.RawMessage, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
@@ -71,7 +74,7 @@ func (n NATSReader) Read(ctx context.Context, r Request) (json.RawMessage, error
 	msg, err := n.NC.RequestWithContext(ctx, n.Subject, b)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, errorf(503, "unavailable", "no projector is answering reads")
+			return nil, errs.E(errs.Unavailable, "no projector is answering reads")
 		}
 		return nil, fmt.Errorf("read request: %w", err)
 	}
@@ -83,4 +86,9 @@ func (n NATSReader) Read(ctx context.Context, r Request) (json.RawMessage, error
 		return nil, out.Error
 	}
 	return out.Data, nil
+}
+
+// Reader reads through the projectors' NATS read service.
+func (c *Client) Reader() NATSReader {
+	return NATSReader{NC: c.NC, Subject: ReadSubject(c.Subject.Prefix)}
 }

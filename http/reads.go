@@ -1,0 +1,264 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/projections"
+	"github.com/logbook/logbook/query"
+)
+
+// Reads serves the HTTP read API under /api/v1.
+type Reads struct {
+	Reader query.Reader
+	Log    *slog.Logger
+}
+
+// Register adds the read routes to mux.
+func (h *Reads) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/whoami", h.serve(query.OpWhoAmI))
+	mux.HandleFunc("GET /api/v1/projects", h.serve(query.OpProjects))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}", h.serve(query.OpProject))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/members", h.serve(query.OpMembers))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs", h.searchRuns)
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/run-groups", h.runGroups)
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", h.sampled)
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/export", h.export)
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}", h.serve(query.OpRun))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/history", h.serve(query.OpHistory))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/lines", h.serve(query.OpLines))
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/asof", h.serve(query.OpAsOf))
+}
+
+func (h *Reads) serve(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := APIKey(r)
+		if !ok {
+			WriteError(w, h.Log, errs.New(errs.Unauthenticated, "unauthenticated", "send your API key as 'Authorization: Bearer <key>'"))
+			return
+		}
+		q := r.URL.Query()
+		req := query.Request{
+			KeyHash: policy.HashKey(key), Op: op,
+			Entity: r.PathValue("entity"), Project: r.PathValue("project"), Run: r.PathValue("run"),
+			Filter: projections.RunFilter{JobType: q.Get("job_type"), Tag: q.Get("tag"), State: q.Get("state"),
+				Owner: q.Get("owner"), Group: q.Get("group")},
+			Metric: q.Get("metric"), File: q.Get("file"),
+		}
+		var err error
+		parse := func(name string, dst *int64) {
+			if v := q.Get(name); v != "" && err == nil {
+				if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+					err = errs.New(errs.Invalid, "invalid", "query parameter %s must be an integer, not %q", name, v)
+				}
+			}
+		}
+		var limit, minSeq int64
+		parse("min_step", &req.MinStep)
+		parse("max_step", &req.MaxStep)
+		parse("limit", &limit)
+		parse("min_seq", &minSeq)
+		parse("offset", &req.Offset)
+		if v := r.Header.Get("X-Logbook-Min-Seq"); v != "" && q.Get("min_seq") == "" && err == nil {
+			if minSeq, err = strconv.ParseInt(v, 10, 64); err != nil {
+				err = errs.New(errs.Invalid, "invalid", "header X-Logbook-Min-Seq must be an integer, not %q", v)
+			}
+		}
+		if err != nil {
+			WriteError(w, h.Log, err)
+			return
+		}
+		if limit < 0 || minSeq < 0 {
+			WriteError(w, h.Log, errs.New(errs.Invalid, "invalid", "limit and min_seq must not be negative"))
+			return
+		}
+		req.Limit, req.MinSeq = int(limit), uint64(minSeq)
+		if op == query.OpAsOf {
+			err = query.ParseAsOf(q, &req)
+		}
+		h.answer(w, r, req, err)
+	}
+}
+
+// request builds a read request from the path, the API key and min_seq.
+func (h *Reads) request(r *http.Request, op string) (query.Request, error) {
+	key, ok := APIKey(r)
+	if !ok {
+		return query.Request{Runs: &query.RunsRequest{}}, errs.E(errs.Unauthenticated, "send your API key as 'Authorization: Bearer <key>'")
+	}
+	req := query.Request{KeyHash: policy.HashKey(key), Op: op, Entity: r.PathValue("entity"), Project: r.PathValue("project"),
+		Run: r.PathValue("run"), Metric: r.URL.Query().Get("metric"), Runs: &query.RunsRequest{}}
+	minSeq := r.URL.Query().Get("min_seq")
+	if minSeq == "" {
+		minSeq = r.Header.Get("X-Logbook-Min-Seq")
+	}
+	if minSeq != "" {
+		n, err := strconv.ParseUint(minSeq, 10, 64)
+		if err != nil {
+			return req, errs.New(errs.Invalid, "invalid", "min_seq must be a non-negative integer, not %q", minSeq)
+		}
+		req.MinSeq = n
+	}
+	return req, nil
+}
+
+func intParam(q url.Values, name string, dst *int64) error {
+	if v := q.Get(name); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return errs.New(errs.Invalid, "invalid", "query parameter %s must be a non-negative integer, not %q", name, v)
+		}
+		*dst = n
+	}
+	return nil
+}
+
+// searchRuns serves GET .../runs: a JSON array of runs (the page), with the
+// total count in X-Total-Count and the next page's cursor in X-Next-Cursor
+// (and a Link header, rel="next").
+func (h *Reads) searchRuns(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, query.OpSearchRuns)
+	if err == nil {
+		req.Runs.Search, err = query.ParseRunQuery(r.URL.RawQuery)
+	}
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	data, err := h.Reader.Read(r.Context(), req)
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	var page struct {
+		Runs       json.RawMessage `json:"runs"`
+		Total      int             `json:"total"`
+		NextCursor string          `json:"next_cursor"`
+	}
+	if err := json.Unmarshal(data, &page); err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	w.Header().Set("X-Total-Count", strconv.Itoa(page.Total))
+	if page.NextCursor != "" {
+		w.Header().Set("X-Next-Cursor", page.NextCursor)
+		q := r.URL.Query()
+		q.Set("cursor", page.NextCursor)
+		next := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+		w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
+	}
+	WriteRaw(w, http.StatusOK, page.Runs)
+}
+
+// runGroups serves GET .../run-groups?by=job_type|group|state|owner with
+// the same filters as GET .../runs.
+func (h *Reads) runGroups(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, query.OpRunGroups)
+	if err == nil {
+		req.Runs.Search, err = query.ParseRunQuery(r.URL.RawQuery)
+		req.Runs.GroupBy = r.URL.Query().Get("by")
+	}
+	h.answer(w, r, req, err)
+}
+
+// sampled serves GET .../runs/{run}/sampled?metric=&buckets=&min_step=&max_step=.
+func (h *Reads) sampled(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, query.OpDownsample)
+	q := r.URL.Query()
+	var buckets int64 = 1000
+	for _, e := range []error{err, intParam(q, "buckets", &buckets), intParam(q, "min_step", &req.MinStep), intParam(q, "max_step", &req.MaxStep)} {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	req.Runs.Buckets = int(buckets)
+	h.answer(w, r, req, err)
+}
+
+func (h *Reads) answer(w http.ResponseWriter, r *http.Request, req query.Request, err error) {
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	data, err := h.Reader.Read(r.Context(), req)
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	WriteRaw(w, http.StatusOK, data)
+}
+
+// export serves GET .../runs/{run}/export?format=ndjson|csv&metrics=a,b:
+// the whole history, streamed. In-process it streams from the read model;
+// through the NATS read service it is fetched in pages of query.ExportPageBytes
+// and each page is written as it arrives.
+func (h *Reads) export(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, query.OpExport)
+	q := r.URL.Query()
+	if err == nil {
+		req.Runs.Format = q.Get("format")
+		req.Runs.Metrics = query.CommaList(q.Get("metrics"))
+		err = intParam(q, "min_step", &req.Runs.From)
+	}
+	if err == nil {
+		err = query.CheckExport(req.Runs)
+	}
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	started := false
+	start := func() {
+		started = true
+		ext, ct := "ndjson", "application/x-ndjson"
+		if req.Runs.Format == "csv" {
+			ext, ct = "csv", "text/csv; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+req.Run+"."+ext+`"`)
+		w.WriteHeader(http.StatusOK)
+	}
+	if ex, ok := h.Reader.(query.Exporter); ok {
+		err = ex.Export(r.Context(), req, w, start)
+	} else {
+		err = h.exportPaged(r.Context(), req, w, start)
+	}
+	if err != nil {
+		if !started {
+			WriteError(w, h.Log, err)
+			return
+		}
+		h.Log.Warn("export stopped", "run", req.Run, "err", err)
+	}
+}
+
+func (h *Reads) exportPaged(ctx context.Context, req query.Request, w io.Writer, start func()) error {
+	req.Runs.Header, req.Runs.MaxBytes = true, query.ExportPageBytes
+	for first := true; ; first = false {
+		data, err := h.Reader.Read(ctx, req)
+		if err != nil {
+			return err
+		}
+		var page query.ExportPage
+		if err := json.Unmarshal(data, &page); err != nil {
+			return err
+		}
+		if first {
+			start()
+		}
+		if _, err := io.WriteString(w, page.Text); err != nil {
+			return err
+		}
+		if !page.More {
+			return nil
+		}
+		req.Runs.From, req.Runs.Header = page.Next, false
+	}
+}

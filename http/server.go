@@ -1,0 +1,100 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/logbook/logbook/web"
+)
+
+// Serve runs an HTTP server on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// CleanPaths collapses repeated slashes in request paths before h routes
+// them: W&B clients build URLs by appending "/graphql" to WANDB_BASE_URL, so
+// a base URL with a trailing slash gives "//graphql", which http.ServeMux
+// would answer with a redirect that turns a POST into a GET.
+func CleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = collapseSlashes(r.URL.Path)
+			if r.URL.RawPath != "" {
+				r2.URL.RawPath = collapseSlashes(r.URL.RawPath)
+			}
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func collapseSlashes(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+// Health answers liveness probes.
+func Health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+}
+
+// Web serves the browser UI at / (only the exact path: the API and the W&B
+// endpoints keep theirs).
+func Web(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(web.Index)
+	})
+}
+
+// Routes are a part of the HTTP API.
+type Routes interface {
+	Register(mux *http.ServeMux)
+}
+
+// Handler is the HTTP API of parts, with /healthz (and the web UI at /
+// when web is set).
+func Handler(web bool, parts ...Routes) http.Handler {
+	mux := http.NewServeMux()
+	Health(mux)
+	if web {
+		Web(mux)
+	}
+	for _, p := range parts {
+		p.Register(mux)
+	}
+	return CleanPaths(mux)
+}
