@@ -86,15 +86,16 @@ func decideSystem(s *State, p events.Event) Decision {
 // decideHeartbeat records a heartbeat when the run has been quiet for
 // HeartbeatEvery, or when it had been marked crashed (it is alive after
 // all); otherwise the heartbeat is accepted and changes nothing.
-func decideHeartbeat(s *State, run *Run, p events.Event, in func(events.Payload) events.Event) Decision {
+func decideHeartbeat(pr *proposal, _ events.RunHeartbeatRecordedV1) Decision {
+	run := pr.run
 	switch run.State {
 	case events.StateCrashed:
-		return accept(in(events.RunHeartbeatRecordedV1{}))
+		return accept(pr.in(events.RunHeartbeatRecordedV1{}))
 	case events.StateRunning:
-		if p.Time.Sub(run.LastActivity) >= HeartbeatEvery(s.CrashAfter) {
-			return accept(in(events.RunHeartbeatRecordedV1{}))
+		if pr.p.Time.Sub(run.LastActivity) >= HeartbeatEvery(pr.s.CrashAfter) {
+			return accept(pr.in(events.RunHeartbeatRecordedV1{}))
 		}
 		return accept()
 	}
-	return reject(CodeRunFinished, "run %q is %s; resume it before sending heartbeats", p.Run, run.State)
+	return reject(CodeRunFinished, "run %q is %s; resume it before sending heartbeats", pr.p.Run, run.State)
 }
