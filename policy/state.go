@@ -223,6 +223,14 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	if run != nil && e.Type != events.RunCrashed && e.Time.After(run.LastActivity) {
 		run.LastActivity = e.Time
 	}
+	// Each payload type is folded by exactly one of these.
+	s.applyDirectory(e)
+	s.applyProject(agg, p, e)
+	applyRun(p, run, e)
+}
+
+// applyDirectory folds users, keys and teams.
+func (s *State) applyDirectory(e events.Event) {
 	switch pl := e.Payload.(type) {
 	case events.UserCreatedV1:
 		s.Users[pl.Username] = &User{Username: pl.Username, Email: pl.Email, DisplayName: pl.DisplayName,
@@ -248,6 +256,13 @@ func (s *State) Apply(seq uint64, e events.Event) {
 		if t := s.Teams[e.Entity]; t != nil {
 			t.Members[pl.Username] = pl.Role
 		}
+	}
+}
+
+// applyProject folds projects, their members and invites; p is the
+// project the event belongs to (nil before it is created).
+func (s *State) applyProject(agg string, p *Project, e events.Event) {
+	switch pl := e.Payload.(type) {
 	case events.ProjectCreatedV1:
 		s.Projects[agg] = &Project{Entity: e.Entity, Name: e.Project,
 			Members: map[string]events.Role{e.Actor: events.RoleAdmin},
@@ -277,6 +292,13 @@ func (s *State) Apply(seq uint64, e events.Event) {
 		if p != nil {
 			delete(p.Members, pl.Username)
 		}
+	}
+}
+
+// applyRun folds runs: p is the event's project and run its run, if they
+// exist.
+func applyRun(p *Project, run *Run, e events.Event) {
+	switch pl := e.Payload.(type) {
 	case events.RunStartedV1:
 		if p != nil {
 			p.Runs[pl.RunID] = &Run{ID: pl.RunID, Name: pl.Name, Owner: e.Actor, State: events.StateRunning, LastStep: -1, LastActivity: e.Time}
