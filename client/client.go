@@ -12,17 +12,33 @@
 //
 // Init is synchronous: it returns the run's final id and name, or the
 // rejection. Log never waits on the network: rows are buffered and sent in
-// batches (by count and by time) by a background goroutine that retries
-// with the same idempotency key. Finish flushes and reports any rejection.
+// batches (by count and by time) by a background goroutine. Finish flushes
+// and reports any rejection.
+//
+// # Retries
+//
+// Every request carries an Idempotency-Key, chosen once per call (per Init,
+// per batch, per Finish) and sent again on each retry of that call, so
+// Logbook applies it at most once. One loop retries network errors and the
+// answers a retry may fix (408, 429, 5xx but 501 and 505; see retryable),
+// waiting the server's Retry-After on 429 and 503, otherwise an exponential
+// backoff from 100 ms to 5 s with jitter. Batches are retried until they are
+// accepted or refused; Init and Finish retry for Options.RetryFor (default
+// 5 minutes), and Init no longer than its context allows.
+//
+// A retried Init therefore makes one run. An Init that returned an error
+// may still have created the run (its answer was lost and retrying did not
+// get through in time); calling Init again would start a second run. To
+// retry Init yourself safely, choose the run id (Options.ID, for instance
+// from your scheduler's job id) and pass Resume: "allow": a second Init
+// then continues the run the first one created, and starts it otherwise.
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"sort"
@@ -61,7 +77,11 @@ type Options struct {
 	// while it logs nothing (default 30s; Logbook marks a run crashed
 	// after 5 minutes of silence).
 	HeartbeatInterval time.Duration
-	HTTPClient        *http.Client
+	// RetryFor is how long Init and Finish keep retrying a request that
+	// failed in a way a retry may fix (default 5 minutes; a deadline on
+	// Init's context also bounds it). Batches are retried until Finish.
+	RetryFor   time.Duration
+	HTTPClient *http.Client
 }
 
 // ErrBufferFull is returned by Log when the server has been unreachable for
@@ -73,6 +93,8 @@ type APIError struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+
+	retryAfter time.Duration // the answer's Retry-After, on 429 and 503
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("logbook: %s (%s)", e.Message, e.Code) }
@@ -103,8 +125,8 @@ type conn struct {
 	http      *http.Client
 }
 
-// Init starts a run and returns once Logbook has accepted it.
-func Init(ctx context.Context, o Options) (*Run, error) {
+// withDefaults fills in every option left zero.
+func (o Options) withDefaults() (Options, error) {
 	if o.BaseURL == "" {
 		o.BaseURL = os.Getenv("LOGBOOK_URL")
 	}
@@ -115,7 +137,7 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 		o.APIKey = os.Getenv("LOGBOOK_API_KEY")
 	}
 	if o.APIKey == "" {
-		return nil, errors.New("logbook: no API key: set Options.APIKey or LOGBOOK_API_KEY")
+		return o, errors.New("logbook: no API key: set Options.APIKey or LOGBOOK_API_KEY")
 	}
 	if o.BatchRows <= 0 {
 		o.BatchRows = 1000
@@ -129,8 +151,22 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = 30 * time.Second
 	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = 5 * time.Minute
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	return o, nil
+}
+
+// Init starts a run and returns once Logbook has accepted it. It retries
+// (see the package comment) with one idempotency key, so it starts at most
+// one run.
+func Init(ctx context.Context, o Options) (*Run, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	c := &conn{base: strings.TrimRight(o.BaseURL, "/"), key: o.APIKey, http: o.HTTPClient}
 	var cfg json.RawMessage
@@ -151,6 +187,11 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 		LastStep *int64 `json:"last_step"`
 	}
 	path := "/api/v1/projects/" + o.Entity + "/" + o.Project + "/runs"
+	// One key for this Init, sent on every retry: Logbook decides a
+	// proposal once per key (and the run id defaults to it), so a start
+	// whose answer was lost is not started twice.
+	ctx, cancel := context.WithTimeout(ctx, o.RetryFor)
+	defer cancel()
 	if err := c.do(ctx, "POST", path, events.NewID(time.Now()), body, &out); err != nil {
 		return nil, err
 	}
@@ -297,23 +338,14 @@ func (r *Run) flush(all bool) (sent bool) {
 		if b, ok := events.AppendMetricsPayload(nil, events.MetricsLoggedV1{Rows: batch}); ok {
 			body = json.RawMessage(b)
 		}
-		backoff := 100 * time.Millisecond
-		for {
-			err := r.c.do(context.Background(), "POST", path, id, body, nil)
-			var ae *APIError
-			if err == nil || errors.As(err, &ae) && ae.Status < 500 && ae.Status != 429 {
-				r.mu.Lock()
-				r.buf = r.buf[n:]
-				if err != nil && r.err == nil {
-					r.err = err
-				}
-				r.mu.Unlock()
-				break
-			}
-			// Network error or 5xx: retry the same batch with the same key.
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 5*time.Second)
+		// Retried until accepted or refused: Log keeps buffering meanwhile.
+		err := r.c.do(context.Background(), "POST", path, id, body, nil)
+		r.mu.Lock()
+		r.buf = r.buf[n:]
+		if err != nil && r.err == nil {
+			r.err = err
 		}
+		r.mu.Unlock()
 		sent = true
 		if !all {
 			r.mu.Lock()
@@ -343,7 +375,9 @@ func (r *Run) FinishWithCode(code int) error {
 	var out struct {
 		Seq uint64 `json:"seq"`
 	}
-	ferr := r.c.do(context.Background(), "POST", "/api/v1/projects/"+r.Entity+"/"+r.Project+"/runs/"+r.ID+"/finish",
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.RetryFor)
+	defer cancel()
+	ferr := r.c.do(ctx, "POST", "/api/v1/projects/"+r.Entity+"/"+r.Project+"/runs/"+r.ID+"/finish",
 		events.NewID(time.Now()), map[string]any{"exit_code": code}, &out)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -368,61 +402,4 @@ func (r *Run) Seq() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lastSeq
-}
-
-// do sends a JSON request with an idempotency key, retrying network errors
-// and 5xx answers a few times with the same key.
-func (c *conn) do(ctx context.Context, method, path, id string, body, out any) error {
-	b, ok := body.(json.RawMessage)
-	if !ok {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("logbook: encode request: %w", err)
-		}
-	}
-	var last error
-	for attempt := 0; attempt < 5; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+c.key)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", id)
-		resp, err := c.http.Do(req)
-		if err != nil {
-			last = fmt.Errorf("logbook: %s %s: %w", method, path, err)
-			continue
-		}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			var e struct {
-				Error *APIError `json:"error"`
-			}
-			if json.Unmarshal(data, &e) != nil || e.Error == nil {
-				e.Error = &APIError{Code: "http", Message: strings.TrimSpace(string(data))}
-			}
-			e.Error.Status = resp.StatusCode
-			last = e.Error
-			if resp.StatusCode >= 500 || resp.StatusCode == 429 {
-				continue
-			}
-			return last
-		}
-		if out != nil {
-			if err := json.Unmarshal(data, out); err != nil {
-				return fmt.Errorf("logbook: decode answer of %s %s: %w", method, path, err)
-			}
-		}
-		return nil
-	}
-	return last
 }

@@ -14,7 +14,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,5 +266,81 @@ func TestFinishReportsRejections(t *testing.T) {
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "reserved") {
 		t.Fatalf("Finish() = %v, want the invalid-key rejection", err)
+	}
+}
+
+// loseFirstAnswer forwards to Logbook, but for the first request that
+// matches it closes the connection instead of answering, as a timeout
+// would: Logbook applied the request, the client never hears of it. It
+// records the Idempotency-Key of every matching request.
+func loseFirstAnswer(t *testing.T, target string, match func(*http.Request) bool) (*httptest.Server, func() []string) {
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !match(r) {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		first := len(keys) == 1
+		mu.Unlock()
+		if !first {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		proxy.ServeHTTP(httptest.NewRecorder(), r)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), keys...)
+	}
+}
+
+// An Init whose answer is lost is retried with the same idempotency key
+// and starts exactly one run, under the name asked for.
+//
+// The retry is answered from the decision already made only if ingest
+// recognises the re-sent key; while ingest answers it "503 undecided"
+// instead (JetStream drops the re-sent proposal as a duplicate for the
+// inbox's 2-minute window), Init keeps retrying and this test takes that
+// long.
+func TestInitRetriedAfterALostAnswerStartsOneRun(t *testing.T) {
+	lb := mustLogbook(t)
+	proxy, keys := loseFirstAnswer(t, lb.url, func(r *http.Request) bool {
+		return r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/awesome-segmentation/runs")
+	})
+	start := time.Now()
+	run, err := client.Init(context.Background(), client.Options{BaseURL: proxy.URL, APIKey: lb.bobKey,
+		Entity: "your-team-name", Project: "awesome-segmentation", Name: "c1-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Init took %s over %d attempts", time.Since(start).Round(time.Millisecond), len(keys()))
+	if err := run.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if k := keys(); len(k) < 2 || slices.ContainsFunc(k, func(s string) bool { return s != k[0] }) {
+		t.Fatalf("Init sent idempotency keys %v; want one key, sent at least twice", k)
+	}
+	var runs []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := lb.get(fmt.Sprintf("/api/v1/projects/your-team-name/awesome-segmentation/runs?min_seq=%d", run.Seq()), &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].ID != run.ID || runs[0].Name != "c1-0" || run.Name != "c1-0" {
+		t.Fatalf("runs %+v, Init's run %s %q; want one run named c1-0", runs, run.ID, run.Name)
 	}
 }
