@@ -20,7 +20,7 @@
 // Every request carries an Idempotency-Key, chosen once per call (per Init,
 // per batch, per Finish) and sent again on each retry of that call, so
 // Logbook applies it at most once. One loop retries network errors and the
-// answers a retry may fix (408, 429, 5xx but 501 and 505; see retryable),
+// answers a retry may fix (408, 429, and 5xx but 501 and 505),
 // waiting the server's Retry-After on 429 and 503, otherwise an exponential
 // backoff from 100 ms to 5 s with jitter. Batches are retried until they are
 // accepted or refused; Init and Finish retry for Options.RetryFor (default
@@ -187,11 +187,11 @@ func Init(ctx context.Context, o Options) (*Run, error) {
 		LastStep *int64 `json:"last_step"`
 	}
 	path := "/api/v1/projects/" + o.Entity + "/" + o.Project + "/runs"
+	ctx, cancel := context.WithTimeout(ctx, o.RetryFor)
+	defer cancel()
 	// One key for this Init, sent on every retry: Logbook decides a
 	// proposal once per key (and the run id defaults to it), so a start
 	// whose answer was lost is not started twice.
-	ctx, cancel := context.WithTimeout(ctx, o.RetryFor)
-	defer cancel()
 	if err := c.do(ctx, "POST", path, events.NewID(time.Now()), body, &out); err != nil {
 		return nil, err
 	}
