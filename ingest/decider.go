@@ -467,6 +467,25 @@ func outcome(dec policy.Decision) Outcome {
 	return out
 }
 
+// Decided returns the outcome of a proposal this decider has already
+// accepted from the same actor: a re-sent request (same Idempotency-Key)
+// is answered from it, since JetStream drops the re-sent proposal as a
+// duplicate and no new decision would come.
+func (d *Decider) Decided(p events.Event) (Outcome, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if _, ok := d.state.Decided(p.ID); !ok {
+		return Outcome{}, false
+	}
+	dec := policy.Decide(d.state, p)
+	if !dec.Duplicate {
+		return Outcome{}, false
+	}
+	out := outcome(dec)
+	d.describeRun(p, &out)
+	return out, true
+}
+
 // describeRun fills in the run's final name and state.
 func (d *Decider) describeRun(p events.Event, out *Outcome) {
 	if out.Run == "" {

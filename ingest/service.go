@@ -76,6 +76,9 @@ func (s *Service) submit(ctx context.Context, p events.Event, raw []byte, mode M
 	if p.Time.IsZero() {
 		p.Time = now.UTC()
 	}
+	if out, ok := s.Decider.Decided(p); ok {
+		return out, nil
+	}
 	wait := true
 	var dry policy.Decision
 	if mode != Wait {

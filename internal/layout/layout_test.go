@@ -6,6 +6,9 @@ package layout
 import (
 	"bytes"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +112,37 @@ func TestImportDirectionsCatchViolations(t *testing.T) {
 	}
 	if got := violations(pkgs); len(got) != len(bad) {
 		t.Fatalf("violations = %q, want one for each of %v", got, bad)
+	}
+}
+
+// maxFuncLines bounds a function in the packages where rules and protocol
+// logic live, so that each reads on one screen.
+const maxFuncLines = 85
+
+// No function of policy, ingest, query or wandb is longer than maxFuncLines.
+func TestShortFunctions(t *testing.T) {
+	fset := token.NewFileSet()
+	for _, dir := range []string{"policy", "ingest", "query", "wandb"} {
+		files, err := filepath.Glob(filepath.Join(root(t), dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no Go files in %s: %v", dir, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range af.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
+					if n := fset.Position(fd.End()).Line - fset.Position(fd.Pos()).Line + 1; n > maxFuncLines {
+						t.Errorf("%s: %s is %d lines (at most %d)", rel(f), fd.Name.Name, n, maxFuncLines)
+					}
+				}
+			}
+		}
 	}
 }
 
