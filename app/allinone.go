@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/natsauth"
+	"github.com/logbook/logbook/metrics"
+	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 )
 
@@ -55,12 +58,26 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	fmt.Fprintf(out, "Starting Logbook (data in %s)...\n", c.DataDir)
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	host, port, err := splitHostPort(c.NATSAddr)
 	if err != nil {
 		return fmt.Errorf("-nats.addr: %w", err)
+	}
+	// Both ports first: a port in use fails at once, naming its flag.
+	ln, err := Listen(c.HTTPAddr, "-http.addr")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if port > 0 {
+		nl, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			return fmt.Errorf("the embedded NATS server cannot listen on -nats.addr %s: %w (another Logbook or nats-server? choose another port with -nats.addr, or 127.0.0.1:0 for a free one)", c.NATSAddr, err)
+		}
+		nl.Close()
 	}
 	// Clients authenticate with their API key through the auth callout;
 	// Logbook's own connection uses a password generated for this run.
@@ -95,11 +112,10 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 		proj.ReadModel.Close()
 		return err
 	}
-	ln, err := Listen(c.HTTPAddr, "-http.addr")
-	if err != nil {
-		proj.ReadModel.Close()
-		return err
-	}
+	m := metrics.New("logbook")
+	in.Instrument(m)
+	m.SetProbes(metrics.Probes{Streams: StreamsProbe(b.JS), Decider: DeciderProbe(b.JS), Projector: ProjectorProbe(b.JS, proj.ReadModel)})
+	ops := OpsRoutes(m, in.Ready, proj.Ready, NATSReady(b))
 	reads := &lbhttp.Reads{Reader: proj.ReadModel.Reader, Log: log.With("component", "query")}
 	admin := &lbhttp.Admin{ReadModel: proj.ReadModel, Log: log.With("component", "projector")}
 	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL, NATSAuth: auth}
@@ -110,14 +126,18 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.Callout(issuer, natsauth.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
-	g.Add(func() error { return ServeHTTP(ctx, ln, log, true, in.Writes, reads, admin, in.WandB) }, func(error) { cancel() })
+	g.Add(func() error { return ServeHTTP(ctx, ln, log, true, in.Writes, reads, admin, in.WandB, ops) }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-in.Service.Ready():
 		case <-ctx.Done():
 			return nil
 		}
-		fmt.Fprintf(out, "Logbook is running.\n  Web/API: %s\n  NATS:    %s\n  Data:    %s\n", addrs.HTTP, addrs.NATS, c.DataDir)
+		if err := CheckAdminKey(in, c.AdminKey); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Logbook is running.\n  Web/API: %s\n  NATS:    %s\n  Data:    %s\n  Metrics: %s/metrics (ready: %s/readyz)\n",
+			addrs.HTTP, addrs.NATS, c.DataDir, addrs.HTTP, addrs.HTTP)
 		if in.Service.Decider.SeedCreated {
 			if c.AdminKey == "" {
 				fmt.Fprintf(out, "Created the site admin \"admin\". Its API key (shown once, only its hash is stored):\n  %s\n", adminKey)
@@ -132,6 +152,26 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 		return nil
 	}, func(error) { cancel() })
 	return g.Run()
+}
+
+// CheckAdminKey refuses LOGBOOK_ADMIN_API_KEY on a data directory whose
+// admin already exists with other keys: the variable only seeds the first
+// start, and ignoring it silently left people locked out.
+func CheckAdminKey(in *Ingest, key string) error {
+	if key == "" || in.Service.Decider.SeedCreated {
+		return nil
+	}
+	known := false
+	in.Service.Decider.View(func(s *policy.State) {
+		u, ok := s.UserByKeyHash(policy.HashKey(key))
+		known = ok && u.SiteAdmin
+	})
+	if known {
+		return nil
+	}
+	return errors.New("LOGBOOK_ADMIN_API_KEY is set, but this data directory already has its site admin and the key is not one of a site admin's keys " +
+		"(the variable only chooses the key on the first start). To make it the admin's key: stop Logbook and run " +
+		"'LOGBOOK_ADMIN_API_KEY=... logbook admin reset-key -data.dir <dir>'; otherwise unset it")
 }
 
 func splitHostPort(addr string) (string, int, error) {

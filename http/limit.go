@@ -20,6 +20,8 @@ const (
 type KeyLimiter struct {
 	Rate  rate.Limit
 	Burst int
+	// OnLimit, when set, is called for every refused request (metrics).
+	OnLimit func()
 
 	mu   sync.Mutex
 	keys map[string]*limiterEntry
@@ -79,6 +81,9 @@ func RateLimitError(wait time.Duration) *errs.Error {
 // Check is Allow for now, as an error: nil, or RateLimitError.
 func (k *KeyLimiter) Check(keyHash string) error {
 	if ok, wait := k.Allow(keyHash, time.Now()); !ok {
+		if k.OnLimit != nil {
+			k.OnLimit()
+		}
 		return RateLimitError(wait)
 	}
 	return nil

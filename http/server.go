@@ -86,15 +86,19 @@ type Routes interface {
 }
 
 // Handler is the HTTP API of parts, with /healthz (and the web UI at /
-// when web is set).
+// when web is set). An *Ops part also counts and times every request.
 func Handler(web bool, parts ...Routes) http.Handler {
 	mux := http.NewServeMux()
 	Health(mux)
 	if web {
 		Web(mux)
 	}
+	var h http.Handler = mux
 	for _, p := range parts {
 		p.Register(mux)
+		if o, ok := p.(*Ops); ok {
+			h = o.wrap(mux)
+		}
 	}
-	return CleanPaths(mux)
+	return CleanPaths(h)
 }

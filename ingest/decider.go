@@ -65,6 +65,33 @@ type Decider struct {
 	// users yet. SeedCreated reports whether this decider created it.
 	Seed        *Seed
 	SeedCreated bool
+
+	// Observe, when set, is told of every decided proposal: its type, the
+	// result (accepted, rejected, duplicate), the rejection code, and the
+	// metric points it appended (operators' metrics; set before Run).
+	Observe func(typ, result, reason string, points int)
+}
+
+func (d *Decider) observe(typ events.Type, result, reason string, points int) {
+	if d.Observe != nil {
+		d.Observe(string(typ), result, reason, points)
+	}
+}
+
+// points counts the metric values of a metrics_logged event.
+func points(e events.Event) int {
+	var rows []events.Row
+	switch pl := e.Payload.(type) {
+	case events.MetricsLoggedV1:
+		rows = pl.Rows
+	case *events.MetricsLoggedV1:
+		rows = pl.Rows
+	}
+	n := 0
+	for _, r := range rows {
+		n += len(r.Values)
+	}
+	return n
 }
 
 // Seed is the first site admin of an installation.
@@ -326,6 +353,7 @@ func (d *Decider) decideMetrics(ctx context.Context, m inbound, p events.Event, 
 		pend.waiters = append(pend.waiters, asyncNotice{proposal: p.ID, index: len(pend.msgs) - 1, out: out})
 	}
 	if len(dec.Events) == 0 && dec.Rejection == nil {
+		d.observe(p.Type, "duplicate", "", 0)
 		d.notify(p.ID, out)
 	}
 	return nil
@@ -351,6 +379,9 @@ func (d *Decider) flush(ctx context.Context, pend *pendingMetrics) error {
 		d.state.Advance(e.Entity, e.Project, seqs[i])
 	}
 	d.mu.Unlock()
+	for _, e := range pend.events {
+		d.observe(e.Type, "accepted", "", points(e))
+	}
 	for _, w := range pend.waiters {
 		w.out.Seq = seqs[w.index]
 		d.notify(w.proposal, w.out)
@@ -431,6 +462,11 @@ func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, e
 		}
 		d.describeRun(p, &out)
 		d.mu.Unlock()
+		if len(dec.Events) == 0 {
+			d.observe(p.Type, "duplicate", "", 0)
+		} else {
+			d.observe(p.Type, "accepted", "", 0)
+		}
 		return out, nil
 	}
 }
@@ -641,6 +677,7 @@ func (d *Decider) recordRejection(ctx context.Context, p events.Event, r *policy
 	if _, err := bus.Append(ctx, d.js, bus.Msg{Subject: d.subj.Rejection(entity, project), ID: id, Data: data}); err != nil {
 		d.log.Warn("record rejection", "proposal", p.ID, "err", err)
 	}
+	d.observe(p.Type, "rejected", string(r.Code), 0)
 	d.log.Debug("rejected", "proposal", p.ID, "actor", p.Actor, "code", r.Code, "reason", r.Message)
 }
 

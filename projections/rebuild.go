@@ -273,3 +273,21 @@ func AsOf(ctx context.Context, read LogReader, subj events.Subjects, entity, pro
 	}
 	return st, nil
 }
+
+// LiveDir is the directory holding the complete read model of base: base,
+// or base.new when a rebuild made that one live (until the next start
+// moves it back to base). Tools pointed at base follow it.
+func LiveDir(base string) string {
+	if _, err := os.Stat(filepath.Join(base, "MANIFEST")); err == nil {
+		if _, err := os.Stat(base + rebuildingSuffix); err != nil {
+			return base
+		}
+	}
+	n := base + newSuffix
+	if _, err := os.Stat(filepath.Join(n, "MANIFEST")); err == nil {
+		if _, err := os.Stat(n + rebuildingSuffix); err != nil {
+			return n
+		}
+	}
+	return base
+}

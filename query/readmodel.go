@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nuid"
 
@@ -54,6 +56,13 @@ type ReadModel struct {
 	runMu  sync.Mutex
 	runCtx context.Context // set while Run runs
 	failed chan error      // a live generation's follow failed
+
+	progress     progressTracker
+	caughtUp     chan struct{}
+	caughtUpOnce sync.Once
+	// ProgressEvery is how often a catch-up or a rebuild logs its
+	// progress (10 s if zero).
+	ProgressEvery time.Duration
 }
 
 // generation is one read model and the follow that feeds it.
@@ -85,7 +94,7 @@ func OpenReadModel(el EventLog, subj events.Subjects, o projections.Options, log
 	if err != nil {
 		return nil, err
 	}
-	p := &ReadModel{ID: nuid.Next()[:8], events: el, subjects: subj, opts: o, log: log, failed: make(chan error, 2)}
+	p := &ReadModel{ID: nuid.Next()[:8], events: el, subjects: subj, opts: o, log: log, failed: make(chan error, 2), caughtUp: make(chan struct{})}
 	p.cur.Store(p.newGeneration(o.Dir, st))
 	p.Reader = liveReader{p}
 	return p, nil
@@ -153,6 +162,7 @@ func (p *ReadModel) Run(ctx context.Context) error {
 	p.runCtx = ctx
 	p.runMu.Unlock()
 	p.follow(ctx, p.cur.Load())
+	go p.watchCatchUp(ctx, cmp.Or(p.ProgressEvery, 10*time.Second))
 	var err error
 	select {
 	case <-ctx.Done():
@@ -174,6 +184,11 @@ type RebuildProgress struct {
 	Seq     uint64 `json:"seq"`
 	Total   uint64 `json:"total"` // last sequence of the log when the rebuild started
 	Applied int64  `json:"applied"`
+	// Rate is events/s over the last seconds; ETA the seconds left at it.
+	Rate float64 `json:"rate,omitempty"`
+	ETA  float64 `json:"eta_s,omitempty"`
+	// CatchUp marks the catch-up of the live read model at start.
+	CatchUp bool   `json:"catch_up,omitempty"`
 	Done    bool   `json:"done,omitempty"`
 	Error   string `json:"error,omitempty"`
 	// Digest is the new read model's digest once it is live.
@@ -219,9 +234,22 @@ func (p *ReadModel) Rebuild(ctx context.Context, progress func(RebuildProgress))
 		pr.Total = last
 	}
 	p.log.Info("rebuilding the read model", "into", target, "events", pr.Total)
+	w := rateWindow{span: 10 * time.Second}
+	w.add(time.Now(), 0)
+	lastLog := time.Now()
+	every := cmp.Or(p.ProgressEvery, 10*time.Second)
+	defer p.progress.set(nil)
 	_, err = st.ReplayTo(ctx, p.events.Source(false), 0, func(seq uint64, applied int64) {
+		now := time.Now()
+		pr.Seq, pr.Applied = seq, applied
+		pr.Rate = w.add(now, uint64(applied))
+		pr.ETA = eta(pr.Total-min(seq, pr.Total), pr.Rate).Seconds()
+		p.progress.set(&pr)
+		if now.Sub(lastLog) >= every {
+			lastLog = now
+			p.log.Info("rebuilding: "+pr.String(), "seq", seq, "total", pr.Total, "events_per_s", int64(pr.Rate))
+		}
 		if progress != nil {
-			pr.Seq, pr.Applied = seq, applied
 			progress(pr)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/projections"
 )
 
@@ -172,6 +173,9 @@ func CommaList(v string) []string {
 	return out
 }
 
+var validState = map[string]bool{events.StateRunning: true, events.StateFinished: true, events.StateFailed: true,
+	events.StateKilled: true, events.StateCrashed: true}
+
 // ParseRunQuery reads the run search syntax of GET .../runs (see README):
 // job_type, group, owner, state (comma: any of), tag (repeatable: all of),
 // tags_any, tags_all, filter (repeatable) and bare config./summary.
@@ -207,7 +211,12 @@ func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 		case "owner":
 			q.Owner = val
 		case "state":
-			q.States = append(q.States, CommaList(val)...)
+			for _, st := range CommaList(val) {
+				if !validState[st] {
+					return q, bad("state %q: use running, finished, failed, killed or crashed (comma separated for any of them)", st)
+				}
+				q.States = append(q.States, st)
+			}
 		case "tag":
 			q.TagsAll = append(q.TagsAll, val)
 		case "tags_all":

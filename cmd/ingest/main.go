@@ -17,6 +17,7 @@ import (
 	"github.com/logbook/logbook/bus"
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/metrics"
 	"github.com/logbook/logbook/policy"
 )
 
@@ -68,6 +69,10 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	m := metrics.New("ingest")
+	in.Instrument(m)
+	m.SetProbes(metrics.Probes{Streams: app.StreamsProbe(b.JS), Decider: app.DeciderProbe(b.JS)})
+	ops := app.OpsRoutes(m, in.Ready, app.NATSReady(b))
 	log.Info("ingest listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -75,6 +80,18 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	var g run.Group
 	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.ServeCallout(ctx, natsAuth, *natsURL) }, func(error) { cancel() })
-	g.Add(func() error { return app.ServeHTTP(ctx, ln, log, false, in.Writes, in.WandB) }, func(error) { cancel() })
+	g.Add(func() error { return app.ServeHTTP(ctx, ln, log, false, in.Writes, in.WandB, ops) }, func(error) { cancel() })
+	g.Add(func() error {
+		select {
+		case <-in.Service.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		if err := app.CheckAdminKey(in, os.Getenv("LOGBOOK_ADMIN_API_KEY")); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}, func(error) { cancel() })
 	return g.Run()
 }

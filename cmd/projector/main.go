@@ -19,9 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oklog/run"
+
 	"github.com/logbook/logbook/app"
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/metrics"
 	"github.com/logbook/logbook/projections"
 )
 
@@ -48,6 +51,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	durable := fs.Bool("durable", false, "fsync every read-model batch")
 	natsAuth := app.NATSAuthFlags(fs, false)
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	httpAddr := fs.String("http.addr", "", "HTTP address of /metrics, /healthz and /readyz, e.g. 127.0.0.1:8083 (empty: none; each replica needs its own)")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
 	}
@@ -67,7 +71,23 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log.Info("projector running", "data", *dataDir, "seq", p.ReadModel.Store().Seq(), "id", p.ReadModel.ID, "nats", *natsURL)
-	return p.Run(ctx, true)
+	if *httpAddr == "" {
+		return p.Run(ctx, true)
+	}
+	ln, err := app.Listen(*httpAddr, "-http.addr")
+	if err != nil {
+		p.ReadModel.Close()
+		return err
+	}
+	m := metrics.New("projector")
+	m.SetProbes(metrics.Probes{Streams: app.StreamsProbe(b.JS), Projector: app.ProjectorProbe(b.JS, p.ReadModel)})
+	log.Info("projector metrics", "http", "http://"+ln.Addr().String()+"/metrics")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g run.Group
+	g.Add(func() error { return p.Run(ctx, true) }, func(error) { cancel() })
+	g.Add(func() error { return app.ServeHTTP(ctx, ln, log, false, app.OpsRoutes(m, p.Ready, app.NATSReady(b))) }, func(error) { cancel() })
+	return g.Run()
 }
 
 func admin(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/logbook/logbook/bus"
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/internal/cli"
+	"github.com/logbook/logbook/metrics"
 )
 
 func main() {
@@ -53,6 +54,8 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	reads := &lbhttp.Reads{Reader: bus.NATSReader{NC: nc, Subject: bus.ReadSubject(*prefix)}, Log: log}
+	m := metrics.New("query")
+	ops := app.OpsRoutes(m, app.NATSReady(&bus.Client{NC: nc}))
 	log.Info("query listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
-	return app.ServeHTTP(ctx, ln, log, true, reads)
+	return app.ServeHTTP(ctx, ln, log, true, reads, ops)
 }

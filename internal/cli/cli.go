@@ -1,27 +1,23 @@
 // Package cli holds what Logbook's commands share: flags with one
-// environment-variable prefix, the logger, and the admin subcommands that
-// talk to a running Logbook over HTTP.
+// environment-variable prefix, the logger, and a command table (Program)
+// that gives every command its own flags, arguments and help; and the
+// commands that talk to a running Logbook over HTTP (AdminCommands).
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"os"
-	"strconv"
+	"sort"
 	"strings"
-	"time"
-
-	"github.com/logbook/logbook/natsauth"
+	"text/tabwriter"
 )
 
-// UsageError is a mistake on the command line.
+// UsageError is a mistake on the command line (exit status 2).
 type UsageError struct{ Msg string }
 
 func (e UsageError) Error() string { return e.Msg }
@@ -38,7 +34,17 @@ func NewFlagSet(name string, out io.Writer) *flag.FlagSet {
 // (-data.dir <- LOGBOOK_DATA_DIR).
 func Parse(fs *flag.FlagSet, args []string, prefix string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return UsageError{err.Error()}
+	}
+	return fromEnv(fs, prefix)
+}
+
+func fromEnv(fs *flag.FlagSet, prefix string) error {
+	if prefix == "" {
+		return nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -63,217 +69,252 @@ func Logger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-const usage = `usage:
-  logbook [serve] [-data.dir DIR] [-http.addr ADDR] [-nats.addr ADDR] [-durable]
-  logbook user create <username> [-email EMAIL] [-name NAME]
-  logbook key create <username> [-name NAME]
-  logbook team create <team>
-  logbook team add <team> <username> [-role admin|member]
-  logbook project create <entity>/<project>
-  logbook project invite <entity>/<project> <username-or-email> [-role admin|member|viewer]
-  logbook runs <entity>/<project>
-  logbook key list <username>
-  logbook key revoke <username> <key-id>
-  logbook service-account create <team> <name> [-name KEY_NAME]
-  logbook audit <entity>/<project> [-limit N] [-before TIME]
-  logbook nats-secrets        (prints new NATS credentials for deploy/auth.conf)
-admin commands use LOGBOOK_URL (default http://127.0.0.1:8080) and LOGBOOK_API_KEY`
+// Command is one command of a Program: its name (one or two words), its
+// arguments, its own flags and what it does.
+type Command struct {
+	Name    string // "key create"
+	Args    string // "<username>"
+	Summary string // one line for the command list
+	Help    string // more, shown by "help <command>" and -h
+	// MinArgs and MaxArgs bound the positional arguments (MaxArgs -1: any).
+	MinArgs, MaxArgs int
+	// Output adds -o (table or json) and -q (just the id or key).
+	Output bool
+	// EnvPrefix, when set, fills flags not given from the environment
+	// (LOGBOOK_DATA_DIR for -data.dir).
+	EnvPrefix string
+	// Flags registers the command's flags and returns what runs it.
+	Flags func(fs *flag.FlagSet) Action
+}
 
-// Run runs an admin subcommand against a running Logbook.
-func Run(ctx context.Context, args []string, out io.Writer) error {
+// Action runs a command with its positional arguments.
+type Action func(ctx context.Context, e *Env, args []string) error
+
+// Env is what an action gets: where to write, and the output options.
+type Env struct {
+	Out, Err io.Writer
+	Format   string // "table" or "json"
+	Quiet    bool
+}
+
+// Program is a command table with help.
+type Program struct {
+	Name     string
+	Intro    string // first lines of the usage
+	Footer   string // last lines of the usage (environment variables)
+	Default  string // the command run without one, or with flags only ("serve")
+	Commands []*Command
+}
+
+// Main runs the command args name, with its flags and arguments. "help",
+// "-h" and "help <command>" print help to stdout and succeed; an unknown
+// command is a UsageError with a hint.
+func (p *Program) Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelpFlag(args[0]) {
+		return p.usage(stdout)
+	}
+	if len(args) > 0 && args[0] == "help" {
+		if len(args) == 1 {
+			return p.usage(stdout)
+		}
+		c, rest := p.find(args[1:])
+		if c == nil || len(rest) > 0 {
+			return p.unknown(args[1:])
+		}
+		return p.commandHelp(stdout, c, nil)
+	}
+	if p.Default != "" && (len(args) == 0 || strings.HasPrefix(args[0], "-")) {
+		args = append([]string{p.Default}, args...)
+	}
 	if len(args) == 0 {
-		return UsageError{usage}
+		return UsageError{p.usageText()}
 	}
-	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && (cmd == "user" || cmd == "key" || cmd == "team" || cmd == "project" || cmd == "service-account") {
-		cmd += " " + args[1]
-		args = args[1:]
+	c, rest := p.find(args)
+	if c == nil {
+		return p.unknown(args)
 	}
-	fs := NewFlagSet("logbook "+cmd, out)
-	email := fs.String("email", "", "email address")
-	name := fs.String("name", "", "display name (users) or key name (keys)")
-	role := fs.String("role", "", "role")
-	limit := fs.Int("limit", 0, "number of audit entries (default 100)")
-	before := fs.String("before", "", "audit entries before this time (RFC 3339)")
-	// Flags may follow positional arguments.
+	return p.run(ctx, c, rest, stdout, stderr)
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+// find returns the command args start with (two words before one) and the
+// arguments after its name.
+func (p *Program) find(args []string) (*Command, []string) {
+	if len(args) >= 2 {
+		if c := p.lookup(args[0] + " " + args[1]); c != nil {
+			return c, args[2:]
+		}
+	}
+	if len(args) >= 1 {
+		if c := p.lookup(args[0]); c != nil {
+			return c, args[1:]
+		}
+	}
+	return nil, nil
+}
+
+func (p *Program) lookup(name string) *Command {
+	for _, c := range p.Commands {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// unknown refuses an unknown command, naming the commands that start with
+// its first word or look like it.
+func (p *Program) unknown(args []string) error {
+	word := args[0]
+	var group, near []string
+	for _, c := range p.Commands {
+		first, _, _ := strings.Cut(c.Name, " ")
+		switch {
+		case first == word:
+			group = append(group, c.Name)
+		case strings.HasPrefix(c.Name, word) || strings.HasPrefix(word, first) || editDistance(word, first) <= 2:
+			near = append(near, c.Name)
+		}
+	}
+	name := strings.Join(args[:min(len(args), 2)], " ")
+	if len(group) > 0 {
+		if len(args) == 1 {
+			return UsageError{fmt.Sprintf("%q needs a subcommand: %s (see '%s help %s')", word, strings.Join(group, ", "), p.Name, group[0])}
+		}
+		name = word + " " + args[1]
+		near = group
+	}
+	msg := fmt.Sprintf("unknown command %q.", name)
+	if len(near) > 0 {
+		msg = fmt.Sprintf("unknown command %q; did you mean %s?", name, strings.Join(near, ", "))
+	}
+	return UsageError{msg + fmt.Sprintf(" Run '%s help' for the list of commands.", p.Name)}
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// run parses the command's own flags (which may follow its arguments) and
+// runs it.
+func (p *Program) run(ctx context.Context, c *Command, args []string, stdout, stderr io.Writer) error {
+	fs, act, env := p.flagSet(c, stdout, stderr)
 	var pos []string
-	rest := args[1:]
-	for len(rest) > 0 {
+	rest := args
+	for {
 		if err := fs.Parse(rest); err != nil {
-			return UsageError{err.Error()}
+			if errors.Is(err, flag.ErrHelp) {
+				return p.commandHelp(stdout, c, fs)
+			}
+			return UsageError{fmt.Sprintf("%s %s: %v (see '%s help %s')", p.Name, c.Name, err, p.Name, c.Name)}
 		}
 		if fs.NArg() == 0 {
+			break
+		}
+		if fs.Arg(0) == "--" {
+			pos = append(pos, fs.Args()[1:]...)
 			break
 		}
 		pos = append(pos, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	need := func(n int) error {
-		if len(pos) != n {
-			return UsageError{fmt.Sprintf("logbook %s takes %d argument(s)\n%s", cmd, n, usage)}
-		}
-		return nil
-	}
-	split := func(ep string) (string, string, error) {
-		e, p, ok := strings.Cut(ep, "/")
-		if !ok {
-			return "", "", UsageError{fmt.Sprintf("%q: write the project as <entity>/<project>", ep)}
-		}
-		return e, p, nil
-	}
-	var method, path string
-	var body any
-	switch cmd {
-	case "user create":
-		if err := need(1); err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/users", map[string]string{"username": pos[0], "email": *email, "display_name": *name}
-	case "key create":
-		if err := need(1); err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/users/"+pos[0]+"/keys", map[string]string{"name": *name}
-	case "team create":
-		if err := need(1); err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/teams", map[string]string{"name": pos[0]}
-	case "team add":
-		if err := need(2); err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/teams/"+pos[0]+"/members", map[string]string{"username": pos[1], "role": *role}
-	case "project create":
-		if err := need(1); err != nil {
-			return err
-		}
-		e, p, err := split(pos[0])
-		if err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/projects", map[string]string{"entity": e, "name": p}
-	case "project invite":
-		if err := need(2); err != nil {
-			return err
-		}
-		e, p, err := split(pos[0])
-		if err != nil {
-			return err
-		}
-		inv := map[string]string{"role": *role}
-		if strings.Contains(pos[1], "@") {
-			inv["email"] = pos[1]
-		} else {
-			inv["username"] = pos[1]
-		}
-		method, path, body = "POST", "/api/v1/projects/"+e+"/"+p+"/members", inv
-	case "key list":
-		if err := need(1); err != nil {
-			return err
-		}
-		method, path = "GET", "/api/v1/users/"+pos[0]+"/keys"
-	case "key revoke":
-		if err := need(2); err != nil {
-			return err
-		}
-		method, path = "DELETE", "/api/v1/users/"+pos[0]+"/keys/"+pos[1]
-	case "service-account create":
-		if err := need(2); err != nil {
-			return err
-		}
-		method, path, body = "POST", "/api/v1/teams/"+pos[0]+"/service-accounts", map[string]string{"username": pos[1], "key_name": *name}
-	case "audit":
-		if err := need(1); err != nil {
-			return err
-		}
-		e, p, err := split(pos[0])
-		if err != nil {
-			return err
-		}
-		q := url.Values{}
-		if *limit > 0 {
-			q.Set("limit", strconv.Itoa(*limit))
-		}
-		if *before != "" {
-			q.Set("before", *before)
-		}
-		method, path = "GET", "/api/v1/projects/"+e+"/"+p+"/audit"
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
-	case "nats-secrets":
-		return natsSecrets(out)
-	case "runs":
-		if err := need(1); err != nil {
-			return err
-		}
-		e, p, err := split(pos[0])
-		if err != nil {
-			return err
-		}
-		method, path = "GET", "/api/v1/projects/"+e+"/"+p+"/runs"
-	default:
-		return UsageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
-	}
-	return call(ctx, method, path, body, out)
-}
-
-func call(ctx context.Context, method, path string, body any, out io.Writer) error {
-	base := os.Getenv("LOGBOOK_URL")
-	if base == "" {
-		base = "http://127.0.0.1:8080"
-	}
-	key := os.Getenv("LOGBOOK_API_KEY")
-	if key == "" {
-		return UsageError{"set LOGBOOK_API_KEY to your API key"}
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
-	if err != nil {
+	if err := fromEnv(fs, c.EnvPrefix); err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w (is Logbook running at %s?)", method, path, err, base)
+	if len(pos) < c.MinArgs || (c.MaxArgs >= 0 && len(pos) > c.MaxArgs) {
+		return UsageError{fmt.Sprintf("usage: %s %s %s (see '%s help %s')", p.Name, c.Name, c.Args, p.Name, c.Name)}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, b, "", "  ") == nil {
-		b = pretty.Bytes()
+	if env.Format != "table" && env.Format != "json" {
+		return UsageError{fmt.Sprintf("-o %q: use table or json", env.Format)}
 	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	return act(ctx, env, pos)
+}
+
+func (p *Program) flagSet(c *Command, stdout, stderr io.Writer) (*flag.FlagSet, Action, *Env) {
+	fs := NewFlagSet(p.Name+" "+c.Name, io.Discard)
+	env := &Env{Out: stdout, Err: stderr, Format: "table"}
+	if c.Output {
+		fs.StringVar(&env.Format, "o", "table", "output: table (for people) or json (for scripts)")
+		fs.BoolVar(&env.Quiet, "q", false, "print only the id or key of each result, one a line")
 	}
-	_, err = fmt.Fprintf(out, "%s\n", bytes.TrimSpace(b))
+	var act Action
+	if c.Flags != nil {
+		act = c.Flags(fs)
+	}
+	return fs, act, env
+}
+
+// usageText lists every command.
+func (p *Program) usageText() string {
+	var b strings.Builder
+	b.WriteString(p.Intro)
+	b.WriteString("\n\nCommands:\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, c := range p.Commands {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.Name, c.Args, c.Summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "\nRun '%s help <command>' (or '%s <command> -h') for a command's arguments and flags.\n", p.Name, p.Name)
+	if p.Footer != "" {
+		b.WriteString(p.Footer)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (p *Program) usage(w io.Writer) error {
+	_, err := io.WriteString(w, p.usageText())
 	return err
 }
 
-// natsSecrets prints fresh credentials for deploy/auth.conf as shell
-// exports: Logbook's NATS password and the auth callout's issuer.
-func natsSecrets(out io.Writer) error {
-	issuer, err := natsauth.GenerateIssuer()
-	if err != nil {
-		return err
+// commandHelp prints a command's usage, description and flags (only its
+// own).
+func (p *Program) commandHelp(w io.Writer, c *Command, fs *flag.FlagSet) error {
+	if fs == nil {
+		fs, _, _ = p.flagSet(c, w, w)
 	}
-	seed, err := issuer.Seed()
-	if err != nil {
-		return err
+	fmt.Fprintf(w, "usage: %s %s %s\n\n%s\n", p.Name, c.Name, strings.TrimSpace(c.Args+" [flags]"), c.Summary)
+	if c.Help != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(c.Help, "\n"))
 	}
-	pub, err := issuer.PublicKey()
-	if err != nil {
-		return err
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+	if len(flags) > 0 {
+		sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
+		fmt.Fprintln(w, "\nFlags:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, f := range flags {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			env := ""
+			if c.EnvPrefix != "" {
+				env = " [" + c.EnvPrefix + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(f.Name)) + "]"
+			}
+			fmt.Fprintf(tw, "  -%s\t%s%s%s\n", f.Name, f.Usage, def, env)
+		}
+		tw.Flush()
 	}
-	_, err = fmt.Fprintf(out, "export LOGBOOK_NATS_PASSWORD=%s\nexport LOGBOOK_NATS_ISSUER_SEED=%s\nexport LOGBOOK_NATS_ISSUER=%s\n",
-		natsauth.NewPassword(), seed, pub)
-	return err
+	if p.Footer != "" && c.EnvPrefix == "" && c.Output {
+		fmt.Fprintf(w, "\n%s\n", p.Footer)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"flag"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/projections"
@@ -24,6 +24,7 @@ import (
 // DigestDir prints the digest of the read model in dir, which no process
 // may have open (Badger allows one process per directory).
 func DigestDir(dir string, out io.Writer) error {
+	dir = projections.LiveDir(dir)
 	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
 		return fmt.Errorf("no read model in %s: %w", dir, err)
 	}
@@ -36,35 +37,77 @@ func DigestDir(dir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return printJSON(out, query.ReadModelStatus{Dir: dir, Digest: &d})
+	return printJSON(out, query.ReadModelStatus{Dir: dir, Seq: d.Seq, Digest: &d})
 }
 
-// progressBar renders rebuild progress: events/s and the time left.
+// ReadModelCommands are "digest" and "rebuild" of the all-in-one's read
+// model.
+func ReadModelCommands() []*Command {
+	return []*Command{
+		{Name: "digest", Flags: digestCmd, Summary: "hash the read model (and -verify it against a replay of the log)",
+			Help: `Over HTTP (site admin key in LOGBOOK_API_KEY), or with -dir on the read model
+of a stopped Logbook (-dir ./logbook-data/readmodel: a directory left by a
+rebuild, readmodel.new, is found from the base name).`},
+		{Name: "rebuild", Flags: rebuildCmd, Summary: "rebuild the read model from the log without downtime, with progress",
+			Help: `Replays the log into a fresh directory next to the live read model, lets it
+catch up, switches reads to it and removes the old one. Progress (events/s
+over the last seconds, time left) goes to stderr, the new digest to stdout.`},
+	}
+}
+
+func digestCmd(fs *flag.FlagSet) Action {
+	dir := fs.String("dir", "", "the read model in this directory, which no process may have open (e.g. ./logbook-data/readmodel of a stopped Logbook)")
+	verify := fs.Bool("verify", false, "also replay the log up to the read model's sequence and compare the digests")
+	return func(ctx context.Context, e *Env, _ []string) error {
+		if *dir != "" {
+			return DigestDir(*dir, e.Out)
+		}
+		a, err := newAPI()
+		if err != nil {
+			return err
+		}
+		return DigestHTTP(ctx, a.base, a.key, *verify, e.Out)
+	}
+}
+
+func rebuildCmd(fs *flag.FlagSet) Action {
+	return func(ctx context.Context, e *Env, _ []string) error {
+		a, err := newAPI()
+		if err != nil {
+			return err
+		}
+		return RebuildHTTP(ctx, a.base, a.key, e.Out, e.Err)
+	}
+}
+
+// progressBar shows rebuild progress: the events/s over the server's
+// recent window and the time left, drawn in place on a terminal and a line
+// every few seconds elsewhere.
 type progressBar struct {
-	out io.Writer
-	bar *progressbar.ProgressBar
+	out      io.Writer
+	terminal bool
+	last     time.Time
+}
+
+func newProgressBar(out io.Writer) *progressBar {
+	return &progressBar{out: out, terminal: isTerminal(out)}
 }
 
 func (p *progressBar) update(pr query.RebuildProgress) {
-	if p.bar == nil && pr.Total > 0 {
-		p.bar = progressbar.NewOptions64(int64(pr.Total),
-			progressbar.OptionSetWriter(p.out),
-			progressbar.OptionSetDescription("rebuild "+pr.Dir),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("events"),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.out) }),
-		)
+	now := time.Now()
+	if !pr.Done && now.Sub(p.last) < 200*time.Millisecond || !p.terminal && !pr.Done && now.Sub(p.last) < 5*time.Second {
+		return
 	}
-	if p.bar != nil {
-		_ = p.bar.Set64(int64(min(pr.Seq, pr.Total)))
-		if pr.Done && pr.Error == "" {
-			_ = p.bar.Finish()
+	p.last = now
+	line := pr.String()
+	if p.terminal {
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
+		if pr.Done {
+			fmt.Fprintln(p.out)
 		}
+		return
 	}
+	fmt.Fprintln(p.out, line)
 }
 
 // RebuildHTTP asks the all-in-one at base to rebuild its read model,
@@ -84,7 +127,7 @@ func RebuildHTTP(ctx context.Context, base, key string, out, status io.Writer) e
 		b, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("rebuild: %s: %s", resp.Status, b)
 	}
-	bar := &progressBar{out: status}
+	bar := newProgressBar(status)
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		var pr query.RebuildProgress
@@ -96,7 +139,7 @@ func RebuildHTTP(ctx context.Context, base, key string, out, status io.Writer) e
 			if pr.Error != "" {
 				return fmt.Errorf("rebuild failed: %s", pr.Error)
 			}
-			return printJSON(out, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest})
+			return printJSON(out, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Seq: pr.Seq, Digest: pr.Digest})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -207,7 +250,7 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 			}
 			if len(started) == 1 {
 				if bars[pr.ID] == nil {
-					bars[pr.ID] = &progressBar{out: status}
+					bars[pr.ID] = newProgressBar(status)
 				}
 				bars[pr.ID].update(pr)
 			}
@@ -216,7 +259,7 @@ func RebuildNATS(ctx context.Context, url, prefix, id string, out, status io.Wri
 				if pr.Error != "" {
 					failures = append(failures, pr.ID+": "+pr.Error)
 				}
-				results = append(results, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Digest: pr.Digest, Error: pr.Error})
+				results = append(results, query.ReadModelStatus{ID: pr.ID, Dir: pr.Dir, Seq: pr.Seq, Digest: pr.Digest, Error: pr.Error})
 				if len(started) > 1 {
 					fmt.Fprintf(status, "projector %s: done\n", pr.ID)
 				}
