@@ -17,8 +17,8 @@ import (
 	"github.com/logbook/logbook/bus"
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
-	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/metrics"
+	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 )

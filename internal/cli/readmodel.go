@@ -2,10 +2,10 @@ package cli
 
 import (
 	"bufio"
-	"flag"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
