@@ -72,7 +72,7 @@ func TestServeAndAdminCommands(t *testing.T) {
 	var key struct {
 		Key string `json:"key"`
 	}
-	if err := json.Unmarshal([]byte(cmd("key", "create", "alice", "-name", "laptop")), &key); err != nil || !strings.HasPrefix(key.Key, "lb-") {
+	if err := json.Unmarshal([]byte(cmd("key", "create", "alice", "-name", "laptop", "-o", "json")), &key); err != nil || !strings.HasPrefix(key.Key, "lb-") {
 		t.Fatalf("key create: %v %q", err, key.Key)
 	}
 	t.Setenv("LOGBOOK_API_KEY", key.Key)

@@ -80,3 +80,35 @@ func (s *Buffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+var (
+	oneMu   sync.Mutex
+	oneBins = map[string]string{}
+)
+
+// Binary builds one of Logbook's commands (./cmd/logbook) once per test
+// binary, without the race detector, and returns its path: cheaper than
+// Build when a test needs only that one.
+func Binary(pkg string) (string, error) {
+	oneMu.Lock()
+	defer oneMu.Unlock()
+	if p, ok := oneBins[pkg]; ok {
+		return p, nil
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "logbook-bin-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Dir = filepath.Dir(string(bytes.TrimSpace(out)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	oneBins[pkg] = path
+	return path, nil
+}
