@@ -480,7 +480,7 @@ func TestAuditTrail(t *testing.T) {
 	t.Setenv("LOGBOOK_URL", sys.WriteURL)
 	t.Setenv("LOGBOOK_API_KEY", w.keys["owner"])
 	var out bytes.Buffer
-	if err := cli.Run(context.Background(), []string{"audit", "acme/proj", "-limit", "3"}, &out); err != nil {
+	if err := cli.Run(context.Background(), []string{"audit", "acme/proj", "-limit", "3", "-o", "json"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), `"role_changed"`) {
