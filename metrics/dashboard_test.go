@@ -17,7 +17,9 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	m.RateLimited.Inc()
 	m.ObserveProposal("metrics_logged", "accepted", "", 3)
 	m.SetProbes(Probes{
-		Streams:   func(context.Context) ([]Stream, error) { return []Stream{{Name: "LB_EVENTS", Messages: 1, Bytes: 2}}, nil },
+		Streams: func(context.Context) ([]Stream, error) {
+			return []Stream{{Name: "LB_EVENTS", Messages: 1, Bytes: 2}}, nil
+		},
 		Decider:   func(context.Context) (Decider, error) { return Decider{InboxDepth: 1}, nil },
 		Projector: func(context.Context) (Projector, error) { return Projector{Rebuilding: true}, nil },
 	})

@@ -272,22 +272,24 @@ func export(fs *flag.FlagSet) Action {
 			return err
 		}
 		defer resp.Body.Close()
-		w := e.Out
-		if *output != "" {
-			f, err := os.Create(*output)
-			if err != nil {
-				return err
+		if *output == "" {
+			if n, err := io.Copy(e.Out, resp.Body); err != nil {
+				return fmt.Errorf("export stopped after %d bytes: %w", n, err)
 			}
-			defer f.Close()
-			w = f
+			return nil
 		}
-		n, err := io.Copy(w, resp.Body)
+		f, err := os.Create(*output)
 		if err != nil {
-			return fmt.Errorf("export stopped after %d bytes: %w", n, err)
+			return err
 		}
-		if *output != "" {
-			fmt.Fprintf(e.Err, "wrote %d bytes to %s\n", n, *output)
+		n, err := io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
 		}
+		if err != nil {
+			return fmt.Errorf("export to %s stopped after %d bytes: %w", *output, n, err)
+		}
+		fmt.Fprintf(e.Err, "wrote %d bytes to %s\n", n, *output)
 		return nil
 	}
 }
