@@ -61,11 +61,13 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 		d.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(c.AdminKey)}
 	}
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
+	wb := wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb"))
+	wb.Limits = limits // one budget per key across the native and the W&B API
 	return &Ingest{
 		Service: svc,
 		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
 		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
-		WandB:   wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb")),
+		WandB:   wb,
 		Bus:     b,
 	}, nil
 }

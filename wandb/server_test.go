@@ -34,14 +34,17 @@ type logbook struct {
 	natsAuth *bus.EmbeddedAuth
 }
 
-func mustLogbook(t *testing.T) *logbook {
+func mustLogbook(t *testing.T, tweaks ...func(*app.AllInOneConfig)) *logbook {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Addrs, 1)
 	done := make(chan error, 1)
+	cfg := app.AllInOneConfig{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", AdminKey: adminKey}
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
 	go func() {
-		done <- app.AllInOne(ctx, app.AllInOneConfig{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-			AdminKey: adminKey}, io.Discard, func(a app.Addrs) { ready <- a })
+		done <- app.AllInOne(ctx, cfg, io.Discard, func(a app.Addrs) { ready <- a })
 	}()
 	var a app.Addrs
 	select {

@@ -53,6 +53,11 @@ type Server struct {
 	reader query.Reader
 	log    *slog.Logger
 	files  FileStore
+
+	// Limits, when set, rate-limits requests per API key like the native
+	// API (429 rate_limited with Retry-After, which W&B clients honour).
+	// The all-in-one and ingest share one limiter between both APIs.
+	Limits *lbhttp.KeyLimiter
 }
 
 // New returns the adapter over the write side in, the read service r and
@@ -96,7 +101,11 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if err != nil {
 		return nil, errs.New(errs.Unauthenticated, "unauthenticated", "invalid or revoked API key: set WANDB_API_KEY to an active Logbook API key")
 	}
-	return &caller{user: u, keyHash: policy.HashKey(key)}, nil
+	hash := policy.HashKey(key)
+	if err := s.Limits.Check(hash); err != nil {
+		return nil, err
+	}
+	return &caller{user: u, keyHash: hash}, nil
 }
 
 // propose sends a proposal on behalf of c. With wait it returns the

@@ -1,0 +1,131 @@
+package wandb_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/app"
+	"github.com/logbook/logbook/bus"
+)
+
+// js connects to the embedded server with Logbook's own credentials.
+func (lb *logbook) js() jetstream.JetStream {
+	lb.t.Helper()
+	nc, err := nats.Connect(lb.nats, nats.UserInfo(lb.natsAuth.User, lb.natsAuth.Password))
+	if err != nil {
+		lb.t.Fatal(err)
+	}
+	lb.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		lb.t.Fatal(err)
+	}
+	return js
+}
+
+// lastSeq is the events stream's last sequence.
+func lastSeq(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// raw sends a request and returns the status, the headers and the body,
+// without judging the status.
+func (lb *logbook) raw(method, path, auth, body string) (int, http.Header, []byte) {
+	lb.t.Helper()
+	req, err := http.NewRequest(method, lb.base+path, strings.NewReader(body))
+	if err != nil {
+		lb.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		lb.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, resp.Header, []byte(b.String())
+}
+
+// TestWandbRateLimitedPerKey: the W&B endpoints (GraphQL and file_stream)
+// take from the same per-key budget as the native API: beyond the burst a
+// key gets 429 rate_limited with Retry-After, while another key is not
+// affected.
+func TestWandbRateLimitedPerKey(t *testing.T) {
+	lb := mustLogbook(t, func(c *app.AllInOneConfig) { c.KeyRate, c.KeyBurst = 0.5, 30 })
+	alice := lb.newUser("alice")
+	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{
+		"name": "r1", "project": "p", "entity": "alice"})).ok(t)
+	fs := "/files/alice/p/r1/file_stream"
+	counts := map[int]int{}
+	var retryAfter string
+	for i := 0; i < 40; i++ {
+		st, h, body := lb.raw("POST", fs, basic(alice), `{"files":{}}`)
+		counts[st]++
+		if st == 429 {
+			retryAfter = h.Get("Retry-After")
+			if !strings.Contains(string(body), "rate_limited") {
+				t.Fatalf("429 body = %s", body)
+			}
+		}
+	}
+	if counts[429] == 0 || counts[200] == 0 || counts[200]+counts[429] != 40 {
+		t.Fatalf("file_stream statuses = %v, want some 200 then 429", counts)
+	}
+	if retryAfter == "" {
+		t.Error("429 without Retry-After")
+	}
+	// GraphQL (UpsertBucket) shares the exhausted budget, and so does the
+	// native API.
+	vars, _ := json.Marshal(map[string]any{"query": upsertQuery, "operationName": "UpsertBucket",
+		"variables": upsertVars(map[string]any{"name": "r1", "project": "p", "entity": "alice"})})
+	if st, _, body := lb.raw("POST", "/graphql", basic(alice), string(vars)); st != 429 {
+		t.Fatalf("UpsertBucket after the budget: %d %s, want 429", st, body)
+	}
+	if st, _, body := lb.raw("POST", "/api/v1/projects/alice/p/runs/r1/heartbeat", "Bearer "+alice, ""); st != 429 {
+		t.Fatalf("native write after the W&B budget: %d %s, want 429", st, body)
+	}
+	// Another key has its own budget.
+	if st, _, body := lb.raw("POST", "/graphql", basic(adminKey), `{"query":"query Viewer { viewer { id } }","operationName":"Viewer"}`); st != 200 {
+		t.Fatalf("another key: %d %s", st, body)
+	}
+}
+
+// TestSampledWithoutKey: GET .../sampled without an API key answers 401
+// (it once panicked on a nil user).
+func TestSampledWithoutKey(t *testing.T) {
+	lb := mustLogbook(t)
+	for _, p := range []string{"sampled", "history", "export"} {
+		st, _, body := lb.raw("GET", "/api/v1/projects/admin/p/runs/r/"+p, "", "")
+		if st != 401 || !strings.Contains(string(body), "unauthenticated") {
+			t.Errorf("GET %s without a key: %d %s, want 401 unauthenticated", p, st, body)
+		}
+	}
+}
