@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -130,4 +131,112 @@ func validatePrintable(kind, s string, max int) error {
 		return &NameError{kind, s, "must not start or end with spaces"}
 	}
 	return nil
+}
+
+// MaxStep is the largest step a row may have: 2^53, the largest integer
+// every JSON reader (JavaScript's included) holds exactly, so a step
+// survives exports and the web page unchanged, and a run can always log
+// after it.
+const MaxStep = 1 << 53
+
+// ValidateStep checks a row's step: 0 to MaxStep.
+func ValidateStep(step int64) error {
+	if step < 0 || step > MaxStep {
+		return fmt.Errorf("step must be from 0 to 2^53 = %d (got %d)", int64(MaxStep), step)
+	}
+	return nil
+}
+
+// ValidateLabel checks an optional free-text field such as a run's group
+// or job type: at most max characters of valid UTF-8 without control
+// characters (NUL, line breaks, ...). Empty is allowed.
+func ValidateLabel(kind, s string, max int) error {
+	if s == "" {
+		return nil
+	}
+	if !utf8.ValidString(s) {
+		return &NameError{kind, s, "must be valid UTF-8"}
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return &NameError{kind, s, fmt.Sprintf("must be at most %d characters (has %d)", max, n)}
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return &NameError{kind, s, fmt.Sprintf("must not contain control characters (found %U)", r)}
+		}
+	}
+	return nil
+}
+
+// CheckJSONText reports whether a JSON document's text is valid Unicode:
+// valid UTF-8, and no \u escape of a lone UTF-16 surrogate. JSON decoders
+// (Go's included) silently turn both into U+FFFD, so a metric key or run
+// name would be stored as something its writer never sent; Logbook refuses
+// them instead, before decoding.
+func CheckJSONText(b []byte) error {
+	if !utf8.Valid(b) {
+		for i := 0; i < len(b); {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return fmt.Errorf("the body is not valid UTF-8 (byte 0x%02x at offset %d); send text as UTF-8", b[i], i)
+			}
+			i += n
+		}
+	}
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			j := bytes.IndexByte(b[i:], '\\')
+			if j < 0 {
+				break
+			}
+			if i += j; i+1 >= len(b) {
+				break
+			}
+		}
+		if b[i+1] != 'u' {
+			i++ // skip the escaped character (\\ included)
+			continue
+		}
+		hi, ok := hex4(b, i+2)
+		if !ok {
+			i++
+			continue
+		}
+		switch {
+		case hi >= 0xDC00 && hi <= 0xDFFF:
+			return fmt.Errorf("the body has a lone UTF-16 surrogate \\u%04x at offset %d, which is not a character", hi, i)
+		case hi >= 0xD800 && hi <= 0xDBFF:
+			lo, ok := rune(0), false
+			if i+7 < len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
+				lo, ok = hex4(b, i+8)
+			}
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return fmt.Errorf("the body has a lone UTF-16 surrogate \\u%04x at offset %d, which is not a character", hi, i)
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return nil
+}
+
+func hex4(b []byte, at int) (rune, bool) {
+	if at+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[at : at+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -6,6 +6,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/events"
 )
 
 // MaxBody is the default limit on a request body.
@@ -92,15 +94,28 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 // ReadJSON decodes a JSON body of at most max bytes into v, with errors a
 // person can act on.
 func ReadJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error {
-	body := http.MaxBytesReader(w, r.Body, max)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return TooLarge(max)
+	} else if err != nil {
+		return errs.New(errs.Invalid, "invalid_json", "cannot read request body: %v", err)
+	}
+	return DecodeJSON(data, v)
+}
+
+// DecodeJSON decodes a JSON request body into v, with errors a person can
+// act on. Text that is not valid Unicode (invalid UTF-8, lone surrogates)
+// is refused: decoding would silently turn it into U+FFFD.
+func DecodeJSON(data []byte, v any) error {
+	if err := events.CheckJSONText(data); err != nil {
+		return errs.New(errs.Invalid, "invalid_utf8", "%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return TooLarge(max)
 		case errors.Is(err, io.EOF):
 			return errs.New(errs.Invalid, "invalid_json", "request body is empty; expected a JSON object")
 		case errors.As(err, &se):

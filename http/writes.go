@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -362,14 +361,17 @@ func readRows(c *call) (_ events.MetricsLoggedV1, raw []byte, _ error) {
 	if errors.As(err, &mbe) {
 		return events.MetricsLoggedV1{}, nil, TooLarge(MaxBody)
 	}
-	if err == nil {
-		if pl, ok := events.ParseMetricsPayload(data); ok {
-			return pl, data, nil
-		}
+	if err != nil {
+		return events.MetricsLoggedV1{}, nil, errs.New(errs.Invalid, "invalid_json", "cannot read request body: %v", err)
+	}
+	if err := events.CheckJSONText(data); err != nil {
+		return events.MetricsLoggedV1{}, nil, errs.New(errs.Invalid, "invalid_utf8", "%v", err)
+	}
+	if pl, ok := events.ParseMetricsPayload(data); ok {
+		return pl, data, nil
 	}
 	var body events.MetricsLoggedV1
-	c.r.Body = io.NopCloser(bytes.NewReader(data))
-	return body, nil, ReadJSON(c.w, c.r, MaxBody, &body)
+	return body, nil, DecodeJSON(data, &body)
 }
 
 func (h *Writes) heartbeat(c *call) (int, any, error) {

@@ -544,7 +544,13 @@ func (d *Decider) proposal(m inbound) (events.Event, error) {
 	if err != nil {
 		return events.Event{Actor: user}, err
 	}
-	p, err := events.Decode(m.Data())
+	// Decoding would turn text that is not valid Unicode into U+FFFD: a
+	// name or metric key would be stored as something never sent.
+	err = events.CheckJSONText(m.Data())
+	var p events.Event
+	if err == nil {
+		p, err = events.Decode(m.Data())
+	}
 	if err != nil {
 		return events.Event{ID: msgID(m), Actor: user, Entity: entity, Project: project}, err
 	}

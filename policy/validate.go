@@ -29,6 +29,12 @@ func validateRunFields(pl events.RunStartedV1) error {
 	if len(pl.Notes) > events.MaxNotesLen {
 		return fmt.Errorf("notes must be at most %d characters", events.MaxNotesLen)
 	}
+	if err := events.ValidateLabel("group", pl.Group, events.MaxRunNameLen); err != nil {
+		return err
+	}
+	if err := events.ValidateLabel("job_type", pl.JobType, events.MaxNameLen); err != nil {
+		return err
+	}
 	if len(pl.Tags) > events.MaxTags {
 		return fmt.Errorf("a run may have at most %d tags (got %d)", events.MaxTags, len(pl.Tags))
 	}
@@ -117,8 +123,8 @@ func newRows(rows []events.Row, lastStep int64) (kept []events.Row, dropped int,
 	prev := int64(-1 << 62)
 	valid := make(map[string]struct{}, 64) // metric keys already checked: rows repeat them
 	for i, r := range rows {
-		if r.Step < 0 {
-			return nil, 0, fmt.Errorf("row %d: step must not be negative (got %d)", i, r.Step)
+		if err := events.ValidateStep(r.Step); err != nil {
+			return nil, 0, fmt.Errorf("row %d: %v", i, err)
 		}
 		if r.Step <= prev {
 			return nil, 0, fmt.Errorf("row %d: steps must increase within a batch (%d after %d)", i, r.Step, prev)

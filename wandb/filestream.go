@@ -1,6 +1,7 @@
 package wandb
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -152,8 +153,27 @@ func readFileStream(w http.ResponseWriter, r *http.Request) (fileStreamBody, err
 		}
 		rd = io.LimitReader(zr, MaxFileStreamBody)
 	}
-	if err := json.NewDecoder(rd).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+	data, err := io.ReadAll(rd)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return body, lbhttp.TooLarge(MaxFileStreamBody)
+	} else if err != nil {
+		return body, errs.New(errs.Invalid, "invalid", "cannot read the file_stream body: %v", err)
+	}
+	if err := events.CheckJSONText(data); err != nil {
+		return body, errs.New(errs.Invalid, "invalid_utf8", "%v", err)
+	}
+	if err := json.Unmarshal(data, &body); err != nil && len(bytes.TrimSpace(data)) > 0 {
 		return body, errs.New(errs.Invalid, "invalid_json", "file_stream body is not a JSON object: %v", err)
+	}
+	// History, summary and system-metric lines are JSON documents of their
+	// own: their keys must be valid Unicode too.
+	for _, f := range []string{historyFile, summaryFile, eventsFile} {
+		for i, line := range body.Files[f].Content {
+			if err := events.CheckJSONText([]byte(line)); err != nil {
+				return body, errs.New(errs.Invalid, "invalid_utf8", "%s line %d: %v", f, body.Files[f].Offset+int64(i), err)
+			}
+		}
 	}
 	return body, nil
 }

@@ -1,0 +1,175 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
+	"github.com/logbook/logbook/policy"
+)
+
+// rawCall sends body as it is (bytes JSON encoding would repair) and
+// returns the status and the answer.
+func (w *writeSide) rawCall(key, method, path, body string) (int, string) {
+	w.t.Helper()
+	req, _ := http.NewRequest(method, w.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (w *writeSide) refused(want int, code, key, method, path, body string) string {
+	w.t.Helper()
+	st, out := w.rawCall(key, method, path, body)
+	if st != want || !strings.Contains(out, `"code":"`+code+`"`) {
+		w.t.Fatalf("%s %s %q: %d %s, want %d %s", method, path, body, st, out, want, code)
+	}
+	return out
+}
+
+// TestTextAndStepBounds: steps are bounded to 2^53 with a clear error;
+// text that is not valid Unicode (invalid UTF-8, lone surrogates) in metric
+// keys and run names is refused, not stored as U+FFFD, over HTTP and over
+// NATS; a group or job type with NUL or other control characters is
+// refused.
+func TestTextAndStepBounds(t *testing.T) {
+	w := mustWriteSide(t, time.Hour)
+	bob := w.user("bob")
+	w.must(201, bob, "POST", "/api/v1/projects", map[string]string{"name": "p"}, nil)
+	const runs = "/api/v1/projects/bob/p/runs"
+	w.must(201, bob, "POST", runs, map[string]any{"id": "r1", "group": "sweep-1"}, nil)
+	waitStep := func(step int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); w.run("bob", "p", "r1").LastStep != step; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("last step %d, want %d", w.run("bob", "p", "r1").LastStep, step)
+			}
+		}
+	}
+
+	// Steps.
+	w.must(202, bob, "POST", runs+"/r1/log", map[string]any{"rows": []map[string]any{{"step": 1 << 40, "values": map[string]float64{"loss": 1}}}}, nil)
+	waitStep(1 << 40)
+	out := w.refused(400, "invalid", bob, "POST", runs+"/r1/log", `{"rows":[{"step":9223372036854775807,"values":{"loss":1}}]}`)
+	if !strings.Contains(out, "2^53") {
+		t.Errorf("the refusal does not name the bound: %s", out)
+	}
+	w.refused(400, "invalid", bob, "POST", runs+"/r1/log", `{"rows":[{"step":9007199254740993,"values":{"loss":1}}]}`)
+	w.must(202, bob, "POST", runs+"/r1/log", map[string]any{"rows": []map[string]any{{"step": int64(1) << 53, "values": map[string]float64{"loss": 1}}}}, nil)
+	waitStep(1 << 53)
+
+	// Text that is not Unicode, on the fast path and the slow path of the
+	// log body, in run starts and updates.
+	for _, body := range []string{
+		"{\"rows\":[{\"step\":1,\"values\":{\"bad\xff\":1}}]}",
+		`{"rows":[{"step":1,"values":{"bad\udc80":1}}]}`,
+		"{\"rows\":[{\"step\":1,\"time\":1,\"values\":{\"ok\":1,\"bad\xc3\":2}}], \"extra\": true}",
+	} {
+		w.refused(400, "invalid_utf8", bob, "POST", runs+"/r1/log", body)
+	}
+	w.refused(400, "invalid_utf8", bob, "POST", runs, "{\"id\":\"r2\",\"name\":\"run-\xfe\"}")
+	w.refused(400, "invalid_utf8", bob, "POST", runs, `{"id":"r2","name":"run-\ud800"}`)
+	w.refused(400, "invalid_utf8", bob, "PATCH", runs+"/r1", "{\"name\":\"x\xff\"}")
+	w.refused(400, "invalid_utf8", bob, "POST", runs+"/r1/summary", `{"values":{"acc\udfff":1}}`)
+	out = w.refused(400, "invalid", bob, "POST", runs, `{"id":"r3","group":"a\u0000b"}`)
+	if !strings.Contains(out, "control") {
+		t.Errorf("NUL in group: %s", out)
+	}
+	w.refused(400, "invalid", bob, "PATCH", runs+"/r1", `{"group":"a\u0000b"}`)
+	w.refused(400, "invalid", bob, "PATCH", runs+"/r1", `{"job_type":"train\n"}`)
+	if r := w.run("bob", "p", "r2"); r.ID != "" {
+		t.Fatalf("run r2 was created: %+v", r)
+	}
+
+	// Over NATS (a client publishing its own proposal): a metric key with
+	// an invalid byte is refused and recorded as a rejection.
+	nc, js, err := bus.Connect(w.nats, "nats-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p := events.Event{ID: events.NewID(time.Now()), Actor: "bob", Time: time.Now().UTC(), Entity: "bob", Project: "p", Run: "r1",
+		Type: events.MetricsLogged, Version: events.CurrentVersion(events.MetricsLogged),
+		Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 1<<53 - 1, Time: 1, Values: map[string]events.Value{"KEYX": 1}}}}}
+	data, err := events.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("KEYX"), []byte("K\xffYX"), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	subj := bus.DefaultConfig().Subjects
+	if _, err := js.Publish(ctx, subj.Proposal("bob", p), data, jetstream.WithMsgID(p.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if found := rejectionWith(t, ctx, js, subj.Rejection("bob", "p"), "not valid UTF-8"); found {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no rejection of the NATS proposal with an invalid metric key")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The refused NATS proposal never reached the run: only the row at
+	// 2^53 is there, so the last step is unchanged.
+	if r := w.run("bob", "p", "r1"); r.LastStep != 1<<53 {
+		t.Fatalf("last step %d", r.LastStep)
+	}
+}
+
+// rejectionWith reports whether a rejection on subject mentions text.
+func rejectionWith(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, text string) bool {
+	t.Helper()
+	st, err := js.Stream(ctx, bus.RejectionsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return false
+	}
+	var r struct {
+		Message string
+		Code    policy.Code
+	}
+	_ = json.Unmarshal(m.Data, &r)
+	return strings.Contains(r.Message, text)
+}
+
+// TestRevokeInviteAnyCase: an invite by email is revoked whatever the case
+// of the address in the request.
+func TestRevokeInviteAnyCase(t *testing.T) {
+	w := mustWriteSide(t, time.Hour)
+	bob := w.user("bob")
+	w.must(201, bob, "POST", "/api/v1/projects", map[string]string{"name": "p"}, nil)
+	w.must(200, bob, "POST", "/api/v1/projects/bob/p/members", map[string]string{"email": "Carol.Smith@Example.COM", "role": "viewer"}, nil)
+	w.must(200, bob, "DELETE", "/api/v1/projects/bob/p/invites/cAROL.sMITH@example.com", nil, nil)
+	w.refused(404, "invite_not_found", bob, "DELETE", "/api/v1/projects/bob/p/invites/carol.smith@example.com", "")
+	var pending int
+	w.d.View(func(s *policy.State) { p, _ := s.Project("bob", "p"); pending = len(p.Pending) })
+	if pending != 0 {
+		t.Fatalf("%d pending invites after the revocation", pending)
+	}
+	// The invite is gone: Carol signing up does not join.
+	w.must(201, w.admin, "POST", "/api/v1/users", map[string]string{"username": "carol", "email": "carol.smith@example.com"}, nil)
+	var role events.Role
+	w.d.View(func(s *policy.State) { p, _ := s.Project("bob", "p"); role = p.Members["carol"] })
+	if role != "" {
+		t.Fatalf("carol joined as %q after the invite was revoked", role)
+	}
+}
