@@ -173,3 +173,98 @@ func TestRevokeInviteAnyCase(t *testing.T) {
 		t.Fatalf("carol joined as %q after the invite was revoked", role)
 	}
 }
+
+// TestRejectionKeepsBoundedProposal: a refused request with a config
+// 5,000 levels deep is recorded as a bounded summary, and the audit trail
+// stays small and shallow enough for any JSON parser.
+func TestRejectionKeepsBoundedProposal(t *testing.T) {
+	w := mustWriteSide(t, time.Hour)
+	bob := w.user("bob")
+	w.must(201, bob, "POST", "/api/v1/projects", map[string]string{"name": "p"}, nil)
+	deep := `{"id":"r1","config":{"a":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}}`
+	w.refused(400, "invalid", bob, "POST", "/api/v1/projects/bob/p/runs", deep)
+	big := `{"id":"r2","notes":"` + strings.Repeat("n", 200<<10) + `"}`
+	w.refused(400, "invalid", bob, "POST", "/api/v1/projects/bob/p/runs", big)
+
+	nc, js, err := bus.Connect(w.nats, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, bus.RejectionsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs < 2 {
+		t.Fatalf("%d rejections recorded, want 2", info.State.Msgs)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Data) > 32<<10 || depthOf(m.Data) > 8 {
+			t.Fatalf("rejection %d is %d bytes, %d levels deep", seq, len(m.Data), depthOf(m.Data))
+		}
+		var r struct {
+			Summary struct {
+				Type   events.Type
+				Bytes  int
+				Depth  int
+				SHA256 string
+			} `json:"proposal_summary"`
+		}
+		if err := json.Unmarshal(m.Data, &r); err != nil || r.Summary.Type != events.RunStarted || r.Summary.SHA256 == "" ||
+			r.Summary.Bytes < 10000 || (r.Summary.Depth < 5000 && r.Summary.Bytes < 200<<10) {
+			t.Fatalf("rejection %d: %+v (%v): %s", seq, r, err, m.Data[:min(len(m.Data), 400)])
+		}
+	}
+	// The audit page lists both refusals and stays shallow.
+	st2, body := w.rawCall(bob, "GET", "/api/v1/projects/bob/p/audit", "")
+	if st2 != 200 || len(body) > 64<<10 || depthOf([]byte(body)) > 8 {
+		t.Fatalf("audit: %d, %d bytes, %d deep", st2, len(body), depthOf([]byte(body)))
+	}
+	var entries []struct {
+		Accepted bool
+		Type     events.Type
+		Code     policy.Code
+	}
+	if err := json.Unmarshal([]byte(body), &entries); err != nil {
+		t.Fatal(err)
+	}
+	refusals := 0
+	for _, e := range entries {
+		if !e.Accepted && e.Type == events.RunStarted && e.Code == policy.CodeInvalid {
+			refusals++
+		}
+	}
+	if refusals != 2 {
+		t.Fatalf("audit shows %d of the 2 refused run starts: %s", refusals, body[:min(len(body), 2000)])
+	}
+}
+
+// depthOf is the deepest nesting of a JSON document.
+func depthOf(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return deepest
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				depth++
+				deepest = max(deepest, depth)
+			} else {
+				depth--
+			}
+		}
+	}
+}

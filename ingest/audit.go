@@ -71,7 +71,16 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects
 			return nil // not ours to judge: skip what cannot be read
 		}
 		en := AuditEntry{Time: m.Time.UTC(), Actor: r.Actor, Accepted: false, Code: r.Code, Reason: r.Message}
-		if p, err := events.Decode(r.Proposal); err == nil {
+		if r.Summary == nil && r.Proposal != nil {
+			// Recorded before proposals were bounded: summarise it here.
+			var p events.Event
+			_ = json.Unmarshal(r.Proposal, &p)
+			_, r.Summary = rejectedProposal(p, r.Proposal)
+		}
+		if r.Summary != nil {
+			en.Type, en.Run = r.Summary.Type, r.Summary.Run
+			en.Details, _ = json.Marshal(r.Summary)
+		} else if p, err := events.Decode(r.Proposal); err == nil {
 			en.Type, en.Run = p.Type, p.Run
 			if !auditSkipped[p.Type] {
 				en.Details, _ = json.Marshal(p.Payload)

@@ -41,7 +41,10 @@ type Outcome struct {
 
 // RejectionRecord is what the rejections stream stores.
 type RejectionRecord struct {
-	Proposal json.RawMessage `json:"proposal"`
+	Proposal json.RawMessage `json:"proposal,omitempty"`
+	// Summary replaces Proposal when the proposal is too large or too
+	// deeply nested to keep whole (see MaxRejectedProposalBytes).
+	Summary *ProposalSummary `json:"proposal_summary,omitempty"`
 	Actor    string          `json:"actor"`
 	Code     policy.Code     `json:"code"`
 	Message  string          `json:"message"`
@@ -667,7 +670,9 @@ func (d *Decider) recordRejection(ctx context.Context, p events.Event, r *policy
 	if p.Payload != nil {
 		body, _ = events.Encode(p)
 	}
-	data, _ := json.Marshal(RejectionRecord{Proposal: body, Actor: p.Actor, Code: r.Code, Message: r.Message, Time: time.Now().UTC()})
+	rec := RejectionRecord{Actor: p.Actor, Code: r.Code, Message: r.Message, Time: time.Now().UTC()}
+	rec.Proposal, rec.Summary = rejectedProposal(p, body)
+	data, _ := json.Marshal(rec)
 	entity := p.Entity
 	if events.ValidateEntity(entity) != nil {
 		entity = "_invalid"
