@@ -45,10 +45,10 @@ type RejectionRecord struct {
 	// Summary replaces Proposal when the proposal is too large or too
 	// deeply nested to keep whole (see MaxRejectedProposalBytes).
 	Summary *ProposalSummary `json:"proposal_summary,omitempty"`
-	Actor    string          `json:"actor"`
-	Code     policy.Code     `json:"code"`
-	Message  string          `json:"message"`
-	Time     time.Time       `json:"time"`
+	Actor   string           `json:"actor"`
+	Code    policy.Code      `json:"code"`
+	Message string           `json:"message"`
+	Time    time.Time        `json:"time"`
 }
 
 // Decider consumes proposals, decides them with the policy and appends the

@@ -143,6 +143,9 @@ func decideRunUpdated(pr *proposal, pl events.RunUpdatedV1) Decision {
 	if err := validateRunFields(check); err != nil {
 		return reject(CodeInvalid, "%v", err)
 	}
+	if pr.proj.unchangedBy(run.ID, pl) {
+		return accept() // nothing changes: nothing to append
+	}
 	return accept(pr.in(pl))
 }
 
@@ -155,6 +158,9 @@ func decideLines(pr *proposal, pl events.RunLinesWrittenV1) Decision {
 		return reject(CodeRunFinished, "run %q is %s; it no longer accepts output (resume it to write more)", pr.p.Run, pr.run.State)
 	}
 	if err := validateLines(pl); err != nil {
+		return reject(CodeInvalid, "%v", err)
+	}
+	if err := pr.proj.checkLineOffset(pr.run.ID, pl); err != nil {
 		return reject(CodeInvalid, "%v", err)
 	}
 	return accept(pr.in(pl))

@@ -60,6 +60,7 @@ type Project struct {
 	Pending map[string]events.Role // email -> role
 	Runs    map[string]*Run
 	Names   map[string]string // display name -> run id
+	meta    map[string]*runMeta
 }
 
 // State is the policy's view of the log.
@@ -338,5 +339,8 @@ func applyRun(p *Project, run *Run, e events.Event) {
 			run.Deleted = true
 			delete(p.Names, run.Name)
 		}
+	}
+	if p != nil && e.Run != "" {
+		p.applyRunMeta(e)
 	}
 }

@@ -3,6 +3,7 @@ package wandb_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -127,5 +128,56 @@ func TestSampledWithoutKey(t *testing.T) {
 		if st != 401 || !strings.Contains(string(body), "unauthenticated") {
 			t.Errorf("GET %s without a key: %d %s, want 401 unauthenticated", p, st, body)
 		}
+	}
+}
+
+// TestWandbNoOpsAndBounds: identical UpsertBuckets and PATCHes append
+// nothing to the log; file_stream refuses line offsets past the lines
+// written and history keys that are not valid Unicode.
+func TestWandbNoOpsAndBounds(t *testing.T) {
+	lb := mustLogbook(t)
+	js := lb.js()
+	alice := lb.newUser("alice")
+	vars := upsertVars(map[string]any{"name": "r1", "project": "p", "entity": "alice", "config": pyConfig,
+		"jobType": "train", "tags": []string{"a", "b"}, "groupName": "g", "notes": "n", "displayName": "run-one"})
+	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, vars).ok(t)
+	lb.eventually(alice, "/api/v1/projects/alice/p/runs/r1", func(r runDoc) bool { return r.ID == "r1" })
+	before := lastSeq(t, js)
+	for i := 0; i < 20; i++ {
+		lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, vars).ok(t)
+		lb.native(200, "PATCH", "/api/v1/projects/alice/p/runs/r1", alice, map[string]any{"name": "run-one", "group": "g", "job_type": "train"}, nil)
+	}
+	if after := lastSeq(t, js); after != before {
+		t.Fatalf("20 identical UpsertBuckets and PATCHes appended %d events", after-before)
+	}
+	// A real change is still recorded.
+	lb.native(200, "PATCH", "/api/v1/projects/alice/p/runs/r1", alice, map[string]any{"notes": "changed"}, nil)
+	if after := lastSeq(t, js); after != before+1 {
+		t.Fatalf("a real change appended %d events, want 1", after-before)
+	}
+
+	fs := "/files/alice/p/r1/file_stream"
+	if st, m := lb.fileStream(alice, fs, `{"files":{"output.log":{"offset":0,"content":["a","b"]}}}`); st != 200 {
+		t.Fatalf("output lines: %d %v", st, m)
+	}
+	st, m := lb.fileStream(alice, fs, `{"files":{"output.log":{"offset":1000000000,"content":["x","y"]}}}`)
+	if st != 400 || !strings.Contains(fmt.Sprint(m), "past the 2 lines") {
+		t.Fatalf("offset 1e9: %d %v, want 400 naming the line count", st, m)
+	}
+	st, m = lb.fileStream(alice, fs, `{"files":{"wandb-history.jsonl":{"offset":0,"content":["{\"_step\":0,\"bad\\udc80\":1}"]}}}`)
+	if st != 400 || !strings.Contains(fmt.Sprint(m), "invalid_utf8") {
+		t.Fatalf("lone surrogate in a history key: %d %v, want 400 invalid_utf8", st, m)
+	}
+	st, m = lb.fileStream(alice, fs, "{\"files\":{\"wandb-history.jsonl\":{\"offset\":0,\"content\":[\"{\\\"_step\\\":0,\\\"bad\xff\\\":1}\"]}}}")
+	if st != 400 || !strings.Contains(fmt.Sprint(m), "invalid_utf8") {
+		t.Fatalf("invalid UTF-8 in a history key: %d %v, want 400 invalid_utf8", st, m)
+	}
+	r := lb.eventually(alice, "/api/v1/projects/alice/p/runs/r1", func(r runDoc) bool { return r.Notes == "changed" })
+	if r.Rows != 0 {
+		t.Fatalf("refused history stored: %+v", r)
+	}
+	var rs gqlAnswer = lb.gql("/graphql", alice, "RunResumeStatus", resumeQuery, map[string]any{"project": "p", "entity": "alice", "name": "r1"}).ok(t)
+	if got := get(rs.Data, "model", "bucket", "logLineCount"); got != 2.0 {
+		t.Fatalf("logLineCount = %v, want 2", got)
 	}
 }
