@@ -38,7 +38,10 @@ type AllInOneConfig struct {
 	// CrashAfter is how long a running run may stay quiet before it is
 	// marked crashed (policy.DefaultCrashAfter if zero).
 	CrashAfter time.Duration
-	Log        *slog.Logger
+	// UploadQuota bounds the bytes of W&B run files per project
+	// (wandb.DefaultProjectQuota if zero).
+	UploadQuota int64
+	Log         *slog.Logger
 }
 
 // Addrs are where a started Logbook listens.
@@ -106,7 +109,8 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	if err != nil {
 		return err
 	}
-	in, err := NewIngest(b, IngestConfig{AdminKey: adminKey, KeyRate: c.KeyRate, KeyBurst: c.KeyBurst, CrashAfter: c.CrashAfter},
+	in, err := NewIngest(b, IngestConfig{AdminKey: adminKey, KeyRate: c.KeyRate, KeyBurst: c.KeyBurst, CrashAfter: c.CrashAfter,
+		UploadQuota: c.UploadQuota},
 		proj.ReadModel.Reader)
 	if err != nil {
 		proj.ReadModel.Close()

@@ -35,6 +35,9 @@ type IngestConfig struct {
 	// CrashAfter is how long a running run may stay quiet before it is
 	// marked crashed (policy.DefaultCrashAfter if zero).
 	CrashAfter time.Duration
+	// UploadQuota bounds the bytes of W&B run files per project
+	// (wandb.DefaultProjectQuota if zero).
+	UploadQuota int64
 }
 
 // Ingest is the write side: the decider, the crash sweeper and the HTTP
@@ -63,6 +66,7 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
 	wb := wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb"))
 	wb.Limits = limits // one budget per key across the native and the W&B API
+	wb.ProjectQuota = c.UploadQuota
 	return &Ingest{
 		Service: svc,
 		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,4 +96,28 @@ func (f *Files) Put(ctx context.Context, name string, body io.Reader) error {
 	}
 	_, err = store.Put(ctx, jetstream.ObjectMeta{Name: name}, body)
 	return err
+}
+
+// Usage implements wandb.FileStore: the sizes of the objects whose names
+// start with prefix, except the one named except. It lists the bucket's
+// object metadata (one small message per object).
+func (f *Files) Usage(ctx context.Context, prefix, except string) (int64, error) {
+	store, _, err := f.open(ctx)
+	if err != nil {
+		return 0, err
+	}
+	list, err := store.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, o := range list {
+		if !o.Deleted && o.Name != except && strings.HasPrefix(o.Name, prefix) {
+			n += int64(o.Size)
+		}
+	}
+	return n, nil
 }

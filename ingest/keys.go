@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/logbook/logbook/policy"
 )
 
 // NewAPIKey returns a fresh API key: "lb-" and 48 hex characters (192 random
@@ -34,4 +36,32 @@ func ValidateAPIKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// KeyRef names the active key with this hash: its user and key id.
+func (s *Service) KeyRef(hash string) (user, keyID string, ok bool) {
+	s.Decider.View(func(st *policy.State) {
+		u, found := st.UserByKeyHash(hash)
+		if !found {
+			return
+		}
+		for id, h := range u.Keys {
+			if h == hash {
+				user, keyID, ok = u.Username, id, true
+				return
+			}
+		}
+	})
+	return user, keyID, ok
+}
+
+// KeyActive reports whether user's key keyID is still active (not revoked).
+func (s *Service) KeyActive(user, keyID string) bool {
+	active := false
+	s.Decider.View(func(st *policy.State) {
+		if u := st.Users[user]; u != nil {
+			_, active = u.Keys[keyID]
+		}
+	})
+	return active
 }

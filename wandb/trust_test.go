@@ -181,3 +181,84 @@ func TestWandbNoOpsAndBounds(t *testing.T) {
 		t.Fatalf("logLineCount = %v, want 2", got)
 	}
 }
+
+// put uploads body to an upload URL and returns the status and answer.
+func put(t *testing.T, u, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", u, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, b.String()
+}
+
+// TestUploadURLsDieWithTheirKeyAndQuota: an upload URL stops working once
+// the key that asked for it is revoked (the key is part of the signed
+// URL); a project's run files are bounded by its quota, a replaced file
+// counting once, with a clear error.
+func TestUploadURLsDieWithTheirKeyAndQuota(t *testing.T) {
+	lb := mustLogbook(t, func(c *app.AllInOneConfig) { c.UploadQuota = 1000 })
+	alice := lb.newUser("alice")
+	var k2 struct {
+		Key   string `json:"key"`
+		KeyID string `json:"key_id"`
+	}
+	lb.native(201, "POST", "/api/v1/users/alice/keys", alice, map[string]string{"name": "second"}, &k2)
+	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{"name": "r1", "project": "p", "entity": "alice"})).ok(t)
+	urls := func(key string, files ...string) []string {
+		t.Helper()
+		cf := lb.gql("/graphql", key, "CreateRunFiles", createFilesQuery, map[string]any{
+			"entity": "alice", "project": "p", "run": "r1", "files": files}).ok(t)
+		var out []string
+		for _, e := range get(cf.Data, "createRunFiles", "files").([]any) {
+			out = append(out, get(e, "uploadUrl").(string))
+		}
+		return out
+	}
+	byK2 := urls(k2.Key, "a.txt", "b.txt")
+	if st, body := put(t, byK2[0], "first"); st != 200 {
+		t.Fatalf("PUT with the key active: %d %s", st, body)
+	}
+	lb.native(200, "DELETE", "/api/v1/users/alice/keys/"+k2.KeyID, alice, nil, nil)
+	for _, u := range byK2 {
+		if st, body := put(t, u, "after revocation"); st != 403 || !strings.Contains(body, "key_revoked") {
+			t.Fatalf("PUT after the key was revoked: %d %s, want 403 key_revoked", st, body)
+		}
+	}
+	// The URL names its key: pointing it at another (active) key breaks
+	// the signature.
+	u := strings.Replace(byK2[1], "&k=", "&k=x", 1)
+	if st, body := put(t, u, "forged"); st != 403 || !strings.Contains(body, "signature") {
+		t.Fatalf("PUT with another key id: %d %s", st, body)
+	}
+
+	// Quota: 1,000 bytes for the project; "first" (5 bytes) is stored.
+	up := urls(alice, "c.bin", "d.bin", "c2.bin")
+	if st, body := put(t, up[0], strings.Repeat("c", 600)); st != 200 {
+		t.Fatalf("600 bytes: %d %s", st, body)
+	}
+	if st, body := put(t, up[1], strings.Repeat("d", 600)); st != 413 || !strings.Contains(body, "upload_quota_exceeded") || !strings.Contains(body, "1000") {
+		t.Fatalf("600 more bytes over the quota: %d %s, want 413 upload_quota_exceeded naming the quota", st, body)
+	}
+	// Replacing c.bin counts its new size only.
+	if st, body := put(t, up[0], strings.Repeat("C", 900)); st != 200 {
+		t.Fatalf("replacing with 900 bytes: %d %s", st, body)
+	}
+	if st, body := put(t, up[2], strings.Repeat("e", 200)); st != 413 {
+		t.Fatalf("200 bytes with 905 used: %d %s, want 413", st, body)
+	}
+	if st, body := put(t, up[2], strings.Repeat("e", 90)); st != 200 {
+		t.Fatalf("90 bytes with 905 used: %d %s, want 200", st, body)
+	}
+}

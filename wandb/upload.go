@@ -1,6 +1,7 @@
 package wandb
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -37,16 +38,25 @@ type FileStore interface {
 	Secret(ctx context.Context) ([]byte, error)
 	// Put stores a file's body under name.
 	Put(ctx context.Context, name string, body io.Reader) error
+	// Usage is the bytes stored under names starting with prefix, the
+	// object named except left out (a file about to be replaced).
+	Usage(ctx context.Context, prefix, except string) (int64, error)
 }
+
+// DefaultProjectQuota is the default bound on the run files of a project.
+const DefaultProjectQuota = 10 << 30
 
 // ObjectName is where a run's file is stored in FilesBucket.
 func ObjectName(entity, project, run, file string) string {
 	return entity + "/" + project + "/" + run + "/" + file
 }
 
-func sign(secret []byte, object string, expires int64) string {
+// sign signs an upload URL: the object, the expiry and the key that asked
+// for it (user and key id), so the URL stops working when that key is
+// revoked.
+func sign(secret []byte, object string, expires int64, user, keyID string) string {
 	m := hmac.New(sha256.New, secret)
-	fmt.Fprintf(m, "PUT\n%s\n%d", object, expires)
+	fmt.Fprintf(m, "PUT\n%s\n%d\n%s\n%s", object, expires, user, keyID)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -100,11 +110,16 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	if rej := s.check(c, events.Event{Entity: entity, Project: project, Run: run, Payload: events.RunUpdatedV1{}}); rej != nil {
 		return nil, refused(rej)
 	}
+	user, keyID, ok := s.in.KeyRef(c.keyHash)
+	if !ok {
+		return nil, gqlErrorf("unauthenticated", "the API key was revoked")
+	}
 	secret, err := s.files.Secret(r.Context())
 	if err != nil {
 		s.log.Error("run files unavailable", "err", err)
 	}
 	expires := time.Now().Add(UploadURLTTL).Unix()
+	key := "&u=" + url.QueryEscape(user) + "&k=" + url.QueryEscape(keyID)
 	out := make([]any, len(files))
 	for i, f := range files {
 		if secret == nil {
@@ -113,7 +128,7 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 		}
 		obj := ObjectName(entity, project, run, f)
 		u := baseURL(r) + "/files-upload/" + (&url.URL{Path: obj}).EscapedPath() +
-			"?expires=" + strconv.FormatInt(expires, 10) + "&sig=" + sign(secret, obj, expires)
+			"?expires=" + strconv.FormatInt(expires, 10) + key + "&sig=" + sign(secret, obj, expires, user, keyID)
 		out[i] = map[string]any{"name": f, "uploadUrl": u}
 	}
 	return out, nil
@@ -176,9 +191,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	obj := ObjectName(entity, project, run, file)
-	expires, err := strconv.ParseInt(r.URL.Query().Get("expires"), 10, 64)
-	sig := r.URL.Query().Get("sig")
-	if err != nil || !hmac.Equal([]byte(sig), []byte(sign(secret, obj, expires))) {
+	q := r.URL.Query()
+	expires, err := strconv.ParseInt(q.Get("expires"), 10, 64)
+	user, keyID := q.Get("u"), q.Get("k")
+	if err != nil || !hmac.Equal([]byte(q.Get("sig")), []byte(sign(secret, obj, expires, user, keyID))) {
 		lbhttp.WriteError(w, s.log, errs.New(errs.Forbidden, "forbidden", "the upload URL's signature is invalid; ask for a new URL (CreateRunFiles)"))
 		return
 	}
@@ -186,9 +202,33 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		lbhttp.WriteError(w, s.log, errs.New(errs.Forbidden, "expired", "the upload URL expired; ask for a new one (CreateRunFiles)"))
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxUploadBytes)
+	if !s.in.KeyActive(user, keyID) {
+		lbhttp.WriteError(w, s.log, errs.New(errs.Forbidden, "key_revoked", "the API key that asked for this upload URL was revoked; ask for a new URL with an active key"))
+		return
+	}
+	// The project's quota: what is stored, this file's old version left
+	// out (a replacement), bounds what this body may hold.
+	quota := cmp.Or(s.ProjectQuota, DefaultProjectQuota)
+	used, err := s.files.Usage(r.Context(), entity+"/"+project+"/", obj)
+	if err != nil {
+		s.log.Error("run files unavailable", "err", err)
+		lbhttp.WriteError(w, s.log, errs.New(errs.Unavailable, "unavailable", "run file storage is unavailable; retry later"))
+		return
+	}
+	quotaErr := errs.New(errs.TooLarge, "upload_quota_exceeded",
+		"project %s/%s stores %d bytes of run files; its quota is %d bytes (ingest flag -uploads.project-quota), and this file does not fit", entity, project, used, quota)
+	if used >= quota {
+		lbhttp.WriteError(w, s.log, quotaErr)
+		return
+	}
+	limit := min(int64(MaxUploadBytes), quota-used)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if err := s.files.Put(r.Context(), obj, body); err != nil {
 		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) && limit < MaxUploadBytes {
+			lbhttp.WriteError(w, s.log, quotaErr)
+			return
+		}
 		if errors.As(err, &mbe) {
 			lbhttp.WriteError(w, s.log, errs.New(errs.TooLarge, "too_large", "files are limited to %d bytes", int64(MaxUploadBytes)))
 			return

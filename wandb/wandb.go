@@ -45,6 +45,10 @@ type Writer interface {
 	Heartbeat(ctx context.Context, actor, id, entity, project, run string) (ingest.Outcome, error)
 	Run(entity, project, run string) ingest.RunInfo
 	Teams(user string) []string
+	// KeyRef names the active key with this hash; KeyActive reports
+	// whether it is still active (upload URLs die with their key).
+	KeyRef(hash string) (user, keyID string, ok bool)
+	KeyActive(user, keyID string) bool
 }
 
 // Server serves the W&B protocol.
@@ -53,6 +57,10 @@ type Server struct {
 	reader query.Reader
 	log    *slog.Logger
 	files  FileStore
+
+	// ProjectQuota bounds the bytes of run files stored per project
+	// (DefaultProjectQuota if zero).
+	ProjectQuota int64
 
 	// Limits, when set, rate-limits requests per API key like the native
 	// API (429 rate_limited with Retry-After, which W&B clients honour).

@@ -19,6 +19,7 @@ import (
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/metrics"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/wandb"
 )
 
 func main() {
@@ -43,8 +44,12 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	keyRate := fs.Float64("http.key-rate", lbhttp.DefaultKeyRate, "requests per second allowed per API key, on average (429 rate_limited beyond)")
 	keyBurst := fs.Int("http.key-burst", lbhttp.DefaultKeyBurst, "burst of requests allowed per API key")
 	crashAfter := fs.Duration("runs.crash-after", policy.DefaultCrashAfter, "mark a running run crashed after this long without a heartbeat or a log")
+	uploadQuota := fs.Int64("uploads.project-quota", wandb.DefaultProjectQuota, "bytes of W&B run files a project may store (413 upload_quota_exceeded beyond)")
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
+	}
+	if *uploadQuota <= 0 {
+		return cli.UsageError{Msg: fmt.Sprintf("-uploads.project-quota must be positive, not %d", *uploadQuota)}
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
@@ -61,7 +66,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer b.Close()
 	in, err := app.NewIngest(b, app.IngestConfig{AdminKey: os.Getenv("LOGBOOK_ADMIN_API_KEY"), KeyRate: *keyRate,
-		KeyBurst: *keyBurst, CrashAfter: *crashAfter}, b.Reader())
+		KeyBurst: *keyBurst, CrashAfter: *crashAfter, UploadQuota: *uploadQuota}, b.Reader())
 	if err != nil {
 		return err
 	}

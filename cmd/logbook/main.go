@@ -19,6 +19,7 @@ import (
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/wandb"
 )
 
 func main() {
@@ -73,24 +74,29 @@ func serveFlags(fs *flag.FlagSet) cli.Action {
 	crashAfter := fs.Duration("runs.crash-after", policy.DefaultCrashAfter, "mark a running run crashed after this long without a heartbeat or a log")
 	keyRate := fs.Float64("http.key-rate", lbhttp.DefaultKeyRate, "requests per second allowed per API key, on average (429 rate_limited beyond)")
 	keyBurst := fs.Int("http.key-burst", lbhttp.DefaultKeyBurst, "burst of requests allowed per API key")
+	uploadQuota := fs.Int64("uploads.project-quota", wandb.DefaultProjectQuota, "bytes of W&B run files a project may store (413 upload_quota_exceeded beyond)")
 	return func(ctx context.Context, e *cli.Env, _ []string) error {
 		if *crashAfter <= 0 {
 			return cli.UsageError{Msg: fmt.Sprintf("-runs.crash-after must be positive, not %s", *crashAfter)}
+		}
+		if *uploadQuota <= 0 {
+			return cli.UsageError{Msg: fmt.Sprintf("-uploads.project-quota must be positive, not %d", *uploadQuota)}
 		}
 		log, err := cli.Logger(e.Err, *logLevel)
 		if err != nil {
 			return err
 		}
 		return app.AllInOne(ctx, app.AllInOneConfig{
-			DataDir:    *dataDir,
-			HTTPAddr:   *httpAddr,
-			NATSAddr:   *natsAddr,
-			AdminKey:   os.Getenv("LOGBOOK_ADMIN_API_KEY"),
-			Durable:    *durable,
-			CrashAfter: *crashAfter,
-			KeyRate:    *keyRate,
-			KeyBurst:   *keyBurst,
-			Log:        log,
+			DataDir:     *dataDir,
+			HTTPAddr:    *httpAddr,
+			NATSAddr:    *natsAddr,
+			AdminKey:    os.Getenv("LOGBOOK_ADMIN_API_KEY"),
+			Durable:     *durable,
+			CrashAfter:  *crashAfter,
+			KeyRate:     *keyRate,
+			KeyBurst:    *keyBurst,
+			UploadQuota: *uploadQuota,
+			Log:         log,
 		}, e.Out, nil)
 	}
 }
