@@ -268,3 +268,72 @@ func depthOf(b []byte) int {
 		}
 	}
 }
+
+// TestAuditAboveProjectLevel: refusals about someone else's keys and about
+// teams show in the audit trail of that user (to them and the site admin),
+// of the team (to its admins) and of the site (to the site admin); nobody
+// else reads them, and key hashes never show.
+func TestAuditAboveProjectLevel(t *testing.T) {
+	w := mustWriteSide(t, time.Hour)
+	bob, mallory := w.user("bob"), w.user("mallory")
+	w.must(201, w.admin, "POST", "/api/v1/teams", map[string]string{"name": "acme"}, nil)
+	w.must(201, w.admin, "POST", "/api/v1/teams/acme/members", map[string]string{"username": "bob"}, nil)
+	var keys []policy.KeyInfo
+	w.must(200, bob, "GET", "/api/v1/users/bob/keys", nil, &keys)
+
+	w.call(mallory, "POST", "/api/v1/users/bob/keys", map[string]string{"name": "stolen"}, nil)
+	w.call(mallory, "DELETE", "/api/v1/users/bob/keys/"+keys[0].ID, nil, nil)
+	w.call(mallory, "POST", "/api/v1/teams", map[string]string{"name": "evil"}, nil)
+	w.call(mallory, "POST", "/api/v1/teams/acme/members", map[string]string{"username": "mallory", "role": "admin"}, nil)
+
+	type entry struct {
+		Actor    string
+		Type     events.Type
+		Accepted bool
+		Code     policy.Code
+	}
+	read := func(key, path string) ([]entry, string) {
+		t.Helper()
+		st, body := w.rawCall(key, "GET", path, "")
+		if st != 200 {
+			t.Fatalf("GET %s: %d %s", path, st, body)
+		}
+		var out []entry
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out, body
+	}
+	has := func(list []entry, typ events.Type) bool {
+		for _, e := range list {
+			if e.Actor == "mallory" && e.Type == typ && !e.Accepted && e.Code != "" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, key := range []string{bob, w.admin} {
+		list, body := read(key, "/api/v1/users/bob/audit")
+		if !has(list, events.KeyCreated) || !has(list, events.KeyRevoked) {
+			t.Fatalf("bob's audit misses mallory's refused key operations: %s", body)
+		}
+		if strings.Contains(body, policy.HashKey(bob)) || strings.Contains(body, `"hash":"`+"0") {
+			t.Fatalf("a key hash shows in the audit: %s", body)
+		}
+	}
+	list, body := read(w.admin, "/api/v1/teams/acme/audit")
+	if !has(list, events.TeamMemberJoined) {
+		t.Fatalf("the team's audit misses the refused join: %s", body)
+	}
+	list, body = read(w.admin, "/api/v1/audit")
+	if !has(list, events.TeamCreated) || !has(list, events.KeyCreated) {
+		t.Fatalf("the site audit misses the refused team creation: %s", body)
+	}
+	if strings.Contains(body, policy.HashKey(bob)) {
+		t.Fatal("a key hash shows in the site audit")
+	}
+	// Nobody else reads them.
+	w.refused(404, "not_found", mallory, "GET", "/api/v1/users/bob/audit", "")
+	w.refused(404, "not_found", bob, "GET", "/api/v1/teams/acme/audit", "")
+	w.refused(404, "not_found", bob, "GET", "/api/v1/audit", "")
+}

@@ -32,6 +32,9 @@ func (h *Writes) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/users/{username}/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /api/v1/teams/{team}/service-accounts", h.handle(h.createServiceAccount))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/audit", h.handle(h.audit))
+	mux.HandleFunc("GET /api/v1/users/{username}/audit", h.handle(h.entityAudit(ingest.AuditUser, "username")))
+	mux.HandleFunc("GET /api/v1/teams/{team}/audit", h.handle(h.entityAudit(ingest.AuditTeam, "team")))
+	mux.HandleFunc("GET /api/v1/audit", h.handle(h.entityAudit(ingest.AuditSite, "")))
 	mux.HandleFunc("POST /api/v1/users", h.handle(h.createUser))
 	mux.HandleFunc("POST /api/v1/users/{username}/keys", h.handle(h.createKey))
 	mux.HandleFunc("DELETE /api/v1/users/{username}/keys/{key}", h.handle(h.revokeKey))
@@ -449,19 +452,49 @@ func (h *Writes) audit(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	q := c.r.URL.Query()
-	limit := DefaultAuditLimit
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit <= 0 || limit > MaxAuditLimit {
-			return 0, nil, errs.E(errs.Invalid, "limit must be an integer from 1 to %d", MaxAuditLimit)
-		}
-	}
-	before := time.Now().Add(time.Hour)
-	if v := q.Get("before"); v != "" {
-		if before, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			return 0, nil, errs.E(errs.Invalid, "before must be an RFC 3339 time, not %q", v)
-		}
+	limit, before, err := auditPage(c.r)
+	if err != nil {
+		return 0, nil, err
 	}
 	out, err := h.Ingest.Audit(c.r.Context(), c.actor, entity, project, limit, before)
 	return 200, out, err
+}
+
+// entityAudit answers the audit trail of a user or team (named by the path
+// value param) or of the whole site: entity-level events and the refusals
+// about them, newest first, paged like a project's.
+func (h *Writes) entityAudit(kind, param string) handlerFunc {
+	return func(c *call) (int, any, error) {
+		name := ""
+		if param != "" {
+			name = c.r.PathValue(param)
+			if err := events.ValidateEntity(name); err != nil {
+				return 0, nil, errs.E(errs.Invalid, "%v", err)
+			}
+		}
+		limit, before, err := auditPage(c.r)
+		if err != nil {
+			return 0, nil, err
+		}
+		out, err := h.Ingest.EntityAudit(c.r.Context(), c.actor, kind, name, limit, before)
+		return 200, out, err
+	}
+}
+
+// auditPage reads ?limit= and ?before= of an audit request.
+func auditPage(r *http.Request) (limit int, before time.Time, err error) {
+	q := r.URL.Query()
+	limit = DefaultAuditLimit
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit <= 0 || limit > MaxAuditLimit {
+			return 0, before, errs.E(errs.Invalid, "limit must be an integer from 1 to %d", MaxAuditLimit)
+		}
+	}
+	before = time.Now().Add(time.Hour)
+	if v := q.Get("before"); v != "" {
+		if before, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return 0, before, errs.E(errs.Invalid, "before must be an RFC 3339 time, not %q", v)
+		}
+	}
+	return limit, before, nil
 }

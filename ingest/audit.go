@@ -66,25 +66,9 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects
 		if m.Time.Before(created) {
 			return nil
 		}
-		var r RejectionRecord
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			return nil // not ours to judge: skip what cannot be read
-		}
-		en := AuditEntry{Time: m.Time.UTC(), Actor: r.Actor, Accepted: false, Code: r.Code, Reason: r.Message}
-		if r.Summary == nil && r.Proposal != nil {
-			// Recorded before proposals were bounded: summarise it here.
-			var p events.Event
-			_ = json.Unmarshal(r.Proposal, &p)
-			_, r.Summary = rejectedProposal(p, r.Proposal)
-		}
-		if r.Summary != nil {
-			en.Type, en.Run = r.Summary.Type, r.Summary.Run
-			en.Details, _ = json.Marshal(r.Summary)
-		} else if p, err := events.Decode(r.Proposal); err == nil {
-			en.Type, en.Run = p.Type, p.Run
-			if !auditSkipped[p.Type] {
-				en.Details, _ = json.Marshal(p.Payload)
-			}
+		en, ok := rejectionEntry(m)
+		if !ok {
+			return nil
 		}
 		rejected = append(rejected, en)
 		return nil
@@ -95,6 +79,73 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects
 	out = append(out, rejected...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
+}
+
+// ReadEntityAudit reads the audit trail above project level, oldest first:
+// the events of an entity itself (a user: its creation and keys; a team:
+// its creation and members) and the proposals about it that were refused
+// (someone else's keys, a team). entity "*" reads every entity's. Key
+// hashes are left out of the details.
+func ReadEntityAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects, entity string) ([]AuditEntry, error) {
+	var out []AuditEntry
+	err := readAll(ctx, js, bus.EventsStream, []string{subj.Aggregate(entity, "")}, func(m bus.Entry) error {
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			return fmt.Errorf("audit: decode seq %d: %w", m.Seq, err)
+		}
+		details, _ := json.Marshal(withoutKeyHash(e.Payload))
+		out = append(out, AuditEntry{Time: m.Time.UTC(), Actor: e.Actor, Type: e.Type, Accepted: true, Details: details, Seq: m.Seq})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readAll(ctx, js, bus.RejectionsStream, []string{subj.Rejection(entity, "")}, func(m bus.Entry) error {
+		if en, ok := rejectionEntry(m); ok {
+			out = append(out, en)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+// withoutKeyHash blanks the hash of a key event: the audit shows that a
+// key was made, never its hash.
+func withoutKeyHash(pl events.Payload) events.Payload {
+	if k, ok := pl.(events.KeyCreatedV1); ok {
+		k.Hash = ""
+		return k
+	}
+	return pl
+}
+
+// rejectionEntry is a rejection record as an audit entry.
+func rejectionEntry(m bus.Entry) (AuditEntry, bool) {
+	var r RejectionRecord
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return AuditEntry{}, false // not ours to judge: skip what cannot be read
+	}
+	en := AuditEntry{Time: m.Time.UTC(), Actor: r.Actor, Accepted: false, Code: r.Code, Reason: r.Message}
+	if r.Summary == nil && r.Proposal != nil {
+		// Recorded before proposals were bounded: summarise it here.
+		var p events.Event
+		_ = json.Unmarshal(r.Proposal, &p)
+		_, r.Summary = rejectedProposal(p, r.Proposal)
+	}
+	if r.Summary != nil {
+		en.Type, en.Run = r.Summary.Type, r.Summary.Run
+		en.Details, _ = json.Marshal(r.Summary)
+	} else if p, err := events.Decode(r.Proposal); err == nil {
+		en.Type, en.Run = p.Type, p.Run
+		if !auditSkipped[p.Type] {
+			en.Details, _ = json.Marshal(withoutKeyHash(p.Payload))
+		}
+	}
+	return en, true
 }
 
 // readAll delivers the messages present now on a stream's subjects.

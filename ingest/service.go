@@ -225,11 +225,49 @@ func (s *Service) Audit(ctx context.Context, actor *policy.User, entity, project
 	if err != nil {
 		return nil, err
 	}
+	return page(entries, limit, before), nil
+}
+
+// Audit trails above project level.
+const (
+	AuditUser = "user" // a user's creation and keys, and refused proposals about them
+	AuditTeam = "team" // a team's creation and members, and refused proposals about them
+	AuditSite = "site" // every user's and team's
+)
+
+// EntityAudit answers the audit trail of a user or a team (kind AuditUser,
+// AuditTeam), or of every one of them (AuditSite), newest first, to an
+// actor who may read it: the user, a team admin for the team's service
+// accounts and the team, the site admin for all. Others get not-found.
+func (s *Service) EntityAudit(ctx context.Context, actor *policy.User, kind, name string, limit int, before time.Time) ([]AuditEntry, error) {
+	allowed := false
+	s.Decider.View(func(st *policy.State) {
+		switch kind {
+		case AuditUser:
+			allowed = policy.Allowed(st.RoleOn(actor, policy.ScopeUser, name), policy.ManageKeys)
+		case AuditTeam:
+			allowed = st.Teams[name] != nil && policy.Allowed(st.RoleOn(actor, policy.ScopeEntity, name), policy.ManageTeam)
+		case AuditSite:
+			allowed, name = policy.Allowed(st.RoleOn(actor, policy.ScopeSite, ""), policy.ReadSiteAudit), "*"
+		}
+	})
+	if !allowed {
+		return nil, errs.New(errs.NotFound, "not_found", "no %s %q, or you may not read its audit trail", kind, name)
+	}
+	entries, err := ReadEntityAudit(ctx, s.Decider.js, s.Decider.subj, name)
+	if err != nil {
+		return nil, err
+	}
+	return page(entries, limit, before), nil
+}
+
+// page is the newest limit entries before the given time, newest first.
+func page(entries []AuditEntry, limit int, before time.Time) []AuditEntry {
 	out := make([]AuditEntry, 0, min(limit, len(entries)))
 	for i := len(entries) - 1; i >= 0 && len(out) < limit; i-- {
 		if entries[i].Time.Before(before) {
 			out = append(out, entries[i])
 		}
 	}
-	return out, nil
+	return out
 }

@@ -30,6 +30,9 @@ const (
 	// On the installation.
 	CreateUser Action = "create users"
 	CreateTeam Action = "create teams"
+	// ReadSiteAudit is reading the audit trail of every user and team
+	// (refusals above project level included).
+	ReadSiteAudit Action = "read the audit trail of every user and team"
 	// Derived is the action of event types that only the policy produces
 	// (member_joined, run_resumed): no role may propose them.
 	Derived Action = "(produced by the policy only)"
@@ -76,6 +79,7 @@ var Permissions = []Permission{
 	{ManageKeys, ScopeUser, events.RoleAdmin},
 	{CreateUser, ScopeSite, events.RoleAdmin},
 	{CreateTeam, ScopeSite, events.RoleAdmin},
+	{ReadSiteAudit, ScopeSite, events.RoleAdmin},
 	{Derived, ScopeProject, ""},
 	{SystemOnly, ScopeProject, ""},
 }
@@ -131,6 +135,9 @@ var ReadEndpoint = []struct {
 	{"GET /api/v1/projects/{entity}/{project}/asof", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/audit", ReadAuditTrail},
 	{"GET /api/v1/users/{username}/keys", ManageKeys},
+	{"GET /api/v1/users/{username}/audit", ManageKeys},
+	{"GET /api/v1/teams/{team}/audit", ManageTeam},
+	{"GET /api/v1/audit", ReadSiteAudit},
 }
 
 // ActionOf returns the action a proposal type needs (before variants).
