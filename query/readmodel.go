@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nuid"
 
+	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/projections"
 )
@@ -109,35 +110,59 @@ func (p *ReadModel) newGeneration(dir string, st *projections.Store) *generation
 func (p *ReadModel) Store() *projections.Store { return p.cur.Load().store }
 
 // Close closes the read model of a projector that never ran.
-func (p *ReadModel) Close() error { return p.cur.Load().store.Close() }
+func (p *ReadModel) Close() error { return p.shut(p.cur.Load()) }
+
+// shut closes g once the reads in flight on it are done; later reads of it
+// answer errs.Unavailable (retryable), never a closed database.
+func (p *ReadModel) shut(g *generation) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	return g.store.Close()
+}
+
+// errStopped answers a read that arrives while the projector shuts down.
+var errStopped = errs.New(errs.Unavailable, "unavailable", "the read model is shutting down; retry in a moment")
 
 // liveReader reads from the live generation, waiting for a read that
 // started on a generation being retired to finish first.
 type liveReader struct{ p *ReadModel }
 
 func (r liveReader) Read(ctx context.Context, req Request) (out json.RawMessage, err error) {
-	r.p.view(func(g *generation) { out, err = g.svc.Read(ctx, req) })
+	if verr := r.p.view(func(g *generation) { out, err = g.svc.Read(ctx, req) }); verr != nil {
+		return nil, verr
+	}
 	return out, err
 }
 
 // Export implements Exporter: the export streams from the live read model.
 func (r liveReader) Export(ctx context.Context, req Request, w io.Writer, started func()) (err error) {
-	r.p.view(func(g *generation) { err = g.svc.Export(ctx, req, w, started) })
+	if verr := r.p.view(func(g *generation) { err = g.svc.Export(ctx, req, w, started) }); verr != nil {
+		return verr
+	}
 	return err
 }
 
 // view runs fn on the live generation, which stays open until fn returns.
-func (p *ReadModel) view(fn func(*generation)) {
+// Once the live generation is closed for good (the projector stops), it
+// returns errStopped instead.
+func (p *ReadModel) view(fn func(*generation)) error {
 	for {
 		g := p.cur.Load()
 		g.mu.RLock()
 		if g.closed {
 			g.mu.RUnlock()
+			if p.cur.Load() == g {
+				return errStopped // closed and not replaced: shutting down
+			}
 			continue // switched meanwhile: use the new one
 		}
 		fn(g)
 		g.mu.RUnlock()
-		return
+		return nil
 	}
 }
 
@@ -173,7 +198,7 @@ func (p *ReadModel) Run(ctx context.Context) error {
 	defer p.rebuildMu.Unlock()
 	g := p.cur.Load()
 	<-g.done
-	g.store.Close()
+	_ = p.shut(g)
 	return err
 }
 
