@@ -79,11 +79,12 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	stored := func(rej *policy.Rejection, err error) bool {
 		if err != nil {
-			st, msg := statusOf(err)
-			if st >= 500 {
+			// A failure of Logbook itself: its coded status (507
+			// storage_full, 503 unavailable), which W&B clients retry.
+			if st, _ := statusOf(err); st >= 500 {
 				s.log.Error("file_stream", "run", entity+"/"+project+"/"+run, "err", err)
 			}
-			writeStatus(w, st, "error", msg)
+			lbhttp.WriteError(w, s.log, err)
 			return false
 		}
 		if rej != nil && rej.Code != policy.CodeRunFinished {

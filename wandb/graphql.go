@@ -136,7 +136,12 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 		if _, ok := err.(*gqlError); !ok {
 			st, msg := statusOf(err)
 			if st >= 500 {
+				// A failure of Logbook itself (storage full, unavailable):
+				// a 5xx makes the W&B clients retry, where a GraphQL error
+				// in a 200 would make them give up on the operation.
 				s.log.Error("graphql", "op", op, "user", c.user.Username, "err", err)
+				lbhttp.WriteError(w, s.log, err)
+				return
 			}
 			err = gqlErrorf("internal", "%s", msg)
 		} else {
