@@ -96,7 +96,10 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 	if ch, ok := body.Files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
 		return
 	}
-	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 {
+	// A stopped run keeps its summary: the summary must describe the
+	// history the run holds (its rows are refused as run_finished too).
+	live := rs.State == events.StateRunning || rs.State == events.StateCrashed
+	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 && live {
 		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
 			return
 		}

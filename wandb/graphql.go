@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/logbook/logbook/events"
@@ -98,7 +99,14 @@ const MaxGraphQLBody = 2 << 20
 func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	c, err := s.authenticate(r)
 	if err != nil {
-		lbhttp.WriteError(w, s.log, err)
+		// GraphQL's own error shape with the status: wandb-core shows
+		// errors[0].message (the native shape reached users as "<no message>").
+		e := lbhttp.Problem(s.log, err)
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())+1))
+		}
+		lbhttp.WriteJSON(w, lbhttp.Status(e.Kind), map[string]any{"errors": []any{
+			map[string]any{"message": e.Message, "extensions": map[string]string{"code": e.Code}}}})
 		return
 	}
 	var q gqlRequest
@@ -235,6 +243,15 @@ type bucket struct {
 	hasTags                                 bool
 	summary                                 string
 	hasSummary                              bool
+	hasHost                                 bool
+}
+
+// looksLikeInit reports whether an UpsertBucket carries more than a config:
+// a client's first UpsertBucket sends its host (Python) or display name,
+// job type, tags, notes or group; the later ones of the same process send
+// only what changed, at finish typically the config alone.
+func (b bucket) looksLikeInit() bool {
+	return b.hasName || b.hasJobType || b.hasTags || b.hasNotes || b.hasGroup || b.hasHost
 }
 
 // parseBucket reads and checks an UpsertBucket's variables.
@@ -275,6 +292,7 @@ func parseBucket(c *caller, v vars) (b bucket, err error) {
 			internals[n] = x
 		}
 	}
+	_, b.hasHost = str("host")
 	if len(internals) > 0 {
 		b.wb, _ = json.Marshal(internals)
 	}
@@ -364,18 +382,30 @@ func (s *Server) proposeInit(ctx context.Context, c *caller, ev events.Event) er
 	return nil
 }
 
-// updateBucket applies an UpsertBucket to an existing run: a client that
-// initializes a finished run again resumes it; then what changed is
-// proposed as one update.
+// updateBucket applies an UpsertBucket to an existing run, then proposes
+// what changed as one update.
+//
+// Only a client that resumes (its $id came from RunResumeStatus) makes a
+// stopped run running again. A stopped run (finished, failed, killed) that
+// a client initializes again without resuming is refused with a message
+// saying so (defect 4: its new rows would be dropped while its summary was
+// replaced). An upsert that only carries config (what wandb-core sends at
+// finish, with $id null, from a run stopped through Logbook) is an update:
+// it never resumes the run (defect 1).
 func (s *Server) updateBucket(ctx context.Context, c *caller, b bucket, rs ingest.RunInfo) error {
 	ev := events.Event{Entity: b.entity, Project: b.project, Run: b.runID}
 	cfg := b.cfg
-	if rs.State != events.StateRunning && b.session != "s" {
+	stopped := rs.State != events.StateRunning && rs.State != events.StateCrashed
+	switch {
+	case b.session == "r" && rs.State != events.StateRunning:
 		ev.Payload = events.RunStartedV1{RunID: b.runID, Resume: "allow", Config: cfg}
 		if err := s.proposeInit(ctx, c, ev); err != nil {
 			return err
 		}
 		cfg = nil
+	case stopped && b.session == "" && b.looksLikeInit():
+		return gqlErrorf(string(policy.CodeRunExists), "run id %q is already used by a %s run in %s/%s; resume it "+
+			"(wandb.init(resume=\"allow\") or WANDB_RESUME=allow) or start a new run with another id", b.runID, rs.State, b.entity, b.project)
 	}
 	upd := events.RunUpdatedV1{Config: cfg, Wandb: b.wb}
 	if b.hasName {

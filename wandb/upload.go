@@ -50,13 +50,15 @@ func sign(secret []byte, object string, expires int64) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// validFileName accepts relative paths such as "media/images/x.png".
+// validFileName accepts relative paths such as "media/images/x.png". Any
+// character but NUL may appear in a part ('#', '?' and '\' included: the
+// upload URL escapes them); empty, "." and ".." parts are refused.
 func validFileName(name string) error {
 	if name == "" || len(name) > maxFileName || !utf8.ValidString(name) {
 		return fmt.Errorf("file name %q must be 1 to %d bytes of UTF-8", name, maxFileName)
 	}
-	if strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00?#") {
-		return fmt.Errorf("file name %q must be a relative path without '\\', '?' or '#'", name)
+	if strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("file name %q must be a relative path without NUL bytes", name)
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == "" || part == "." || part == ".." {
@@ -89,11 +91,6 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	if len(files) > maxFilesPerReq {
 		return nil, gqlErrorf("invalid", "at most %d files per request (got %d)", maxFilesPerReq, len(files))
 	}
-	for _, f := range files {
-		if err := validFileName(f); err != nil {
-			return nil, gqlErrorf("invalid", "%v", err)
-		}
-	}
 	if !s.in.Run(entity, project, run).Exists {
 		return nil, gqlErrorf("run_not_found", "run %s/%s/%s does not exist; start it with init first", entity, project, run)
 	}
@@ -108,6 +105,13 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	out := make([]any, len(files))
 	for i, f := range files {
 		if secret == nil {
+			out[i] = map[string]any{"name": f, "uploadUrl": nil}
+			continue
+		}
+		if err := validFileName(f); err != nil {
+			// Refuse this file only: the clients skip an entry without
+			// an upload URL and upload the others.
+			s.log.Info("run file refused", "run", entity+"/"+project+"/"+run, "err", err)
 			out[i] = map[string]any{"name": f, "uploadUrl": nil}
 			continue
 		}
