@@ -44,7 +44,9 @@ type Ingest struct {
 	Sweeper *ingest.Sweeper
 	Writes  *lbhttp.Writes
 	WandB   *wandb.Server
-	Bus     *bus.Client
+	// Files serves the run files W&B clients uploaded (native API).
+	Files *lbhttp.RunFiles
+	Bus   *bus.Client
 }
 
 // NewIngest builds the write side on b; reads of the W&B adapter go to r.
@@ -60,12 +62,14 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 		}
 		d.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(c.AdminKey)}
 	}
+	files := b.Files()
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
 	return &Ingest{
 		Service: svc,
 		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
 		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
-		WandB:   wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb")),
+		WandB:   wandb.New(svc, r, files, b.Log.With("component", "wandb")),
+		Files:   &lbhttp.RunFiles{Files: &query.RunFiles{Reader: r, Store: files}, Log: log},
 		Bus:     b,
 	}, nil
 }

@@ -2,16 +2,22 @@ package bus
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/query"
 )
 
 // Where run files live: a JetStream object store, one object per
@@ -87,12 +93,70 @@ func (f *Files) Secret(ctx context.Context) ([]byte, error) {
 	return secret, err
 }
 
+// md5Key is the object metadata key holding base64(MD5(body)), the digest
+// W&B clients compare.
+const md5Key = "md5"
+
 // Put implements wandb.FileStore.
 func (f *Files) Put(ctx context.Context, name string, body io.Reader) error {
 	store, _, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = store.Put(ctx, jetstream.ObjectMeta{Name: name}, body)
-	return err
+	h := md5.New()
+	info, err := store.Put(ctx, jetstream.ObjectMeta{Name: name}, io.TeeReader(body, h))
+	if err != nil {
+		return err
+	}
+	meta := info.ObjectMeta
+	meta.Metadata = map[string]string{md5Key: base64.StdEncoding.EncodeToString(h.Sum(nil))}
+	return store.UpdateMeta(ctx, name, meta)
+}
+
+func fileInfo(info *jetstream.ObjectInfo) query.FileInfo {
+	return query.FileInfo{Name: info.Name, Size: int64(info.Size), MD5: info.Metadata[md5Key], Updated: info.ModTime.UTC()}
+}
+
+// List implements query.FileStore. The object store has no index by
+// prefix: it reads every object's metadata.
+func (f *Files) List(ctx context.Context, prefix string) ([]query.FileInfo, error) {
+	store, _, err := f.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := store.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []query.FileInfo
+	for _, info := range infos {
+		if !info.Deleted && strings.HasPrefix(info.Name, prefix) {
+			out = append(out, fileInfo(info))
+		}
+	}
+	return out, nil
+}
+
+// Get implements query.FileStore.
+func (f *Files) Get(ctx context.Context, name string) (io.ReadCloser, query.FileInfo, error) {
+	store, _, err := f.open(ctx)
+	if err != nil {
+		return nil, query.FileInfo{}, errs.New(errs.Unavailable, "unavailable", "file storage is unavailable; retry later")
+	}
+	res, err := store.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, query.FileInfo{}, errs.New(errs.NotFound, "file_not_found", "no file %q", name)
+	}
+	if err != nil {
+		return nil, query.FileInfo{}, err
+	}
+	info, err := res.Info()
+	if err != nil {
+		res.Close()
+		return nil, query.FileInfo{}, err
+	}
+	return res, fileInfo(info), nil
 }

@@ -73,6 +73,7 @@ func init() {
 	register[RunDeletedV1](1, nil)
 	register[RunLinesWrittenV1](1, nil)
 	register[RunHeartbeatRecordedV1](1, nil)
+	register[RunStreamReceivedV1](1, nil)
 }
 
 // upcastInviteRevokedV1: v1 {"email": as typed} -> v2 {"email": lower-case,

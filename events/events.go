@@ -46,6 +46,9 @@ const (
 	// policy records at most one per quarter of the crash timeout, so a run
 	// that heartbeats every few seconds does not flood the log.
 	RunHeartbeatRecorded Type = "run_heartbeat_recorded"
+	// RunStreamReceived records which lines of a run's W&B history stream
+	// arrived; lines skipped by a jump of the offset are the run's gaps.
+	RunStreamReceived Type = "run_stream_received"
 )
 
 // Payload is the typed body of an event.

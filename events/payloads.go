@@ -214,6 +214,71 @@ type RunLinesWrittenV1 struct {
 // without logging anything (see policy: heartbeats).
 type RunHeartbeatRecordedV1 struct{}
 
+// RunStreamReceivedV1 records that lines Offset .. Offset+Count-1 of one of
+// a run's W&B streams (File: "wandb-history.jsonl") arrived; FirstStep is
+// the _step of the first line (-1 if it has none). W&B clients number the
+// lines of a stream from 0 and send them in order, so a chunk that starts
+// after the lines received so far leaves a gap: lines the client dropped
+// (the JS SDK drops a chunk on a connection error). A later chunk covering
+// a gap fills it. Folds apply it with ReceiveLines.
+type RunStreamReceivedV1 struct {
+	File      string `json:"file"`
+	Offset    int64  `json:"offset"`
+	Count     int64  `json:"count"`
+	FirstStep int64  `json:"first_step"`
+}
+
+// LineGap is a run of lines of a stream that never arrived: lines
+// FirstLine .. LastLine, between the step logged before it (AfterStep, -1
+// if none) and the first step after it (BeforeStep, -1 if unknown).
+type LineGap struct {
+	FirstLine  int64 `json:"first_line"`
+	LastLine   int64 `json:"last_line"`
+	AfterStep  int64 `json:"after_step"`
+	BeforeStep int64 `json:"before_step"`
+}
+
+// MaxLineGaps bounds the gaps a run keeps (the missing lines are counted
+// beyond it).
+const MaxLineGaps = 100
+
+// ReceiveLines applies pl to a stream of which lines 0 .. received-1 were
+// seen, except gaps; lastStep is the run's last logged step. It returns the
+// new count, the new gaps and how many lines became missing (negative:
+// filled). Both folds (policy and read model) use it, so they agree.
+func ReceiveLines(received int64, gaps []LineGap, lastStep int64, pl RunStreamReceivedV1) (int64, []LineGap, int64) {
+	var delta int64
+	if pl.Count <= 0 || pl.Offset < 0 {
+		return received, gaps, 0
+	}
+	end := pl.Offset + pl.Count // exclusive
+	// Fill: remove the received lines from the gaps.
+	if pl.Offset < received {
+		var out []LineGap
+		for _, g := range gaps {
+			if end <= g.FirstLine || pl.Offset > g.LastLine {
+				out = append(out, g)
+				continue
+			}
+			if g.FirstLine < pl.Offset {
+				out = append(out, LineGap{FirstLine: g.FirstLine, LastLine: pl.Offset - 1, AfterStep: g.AfterStep, BeforeStep: pl.FirstStep})
+			}
+			if g.LastLine >= end {
+				out = append(out, LineGap{FirstLine: end, LastLine: g.LastLine, AfterStep: g.AfterStep, BeforeStep: g.BeforeStep})
+			}
+			delta -= min(end, g.LastLine+1) - max(pl.Offset, g.FirstLine)
+		}
+		gaps = out
+	}
+	if pl.Offset > received {
+		delta += pl.Offset - received
+		if len(gaps) < MaxLineGaps {
+			gaps = append(gaps, LineGap{FirstLine: received, LastLine: pl.Offset - 1, AfterStep: lastStep, BeforeStep: pl.FirstStep})
+		}
+	}
+	return max(received, end), gaps, delta
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type          { return UserCreated }
 func (KeyCreatedV1) EventType() Type           { return KeyCreated }
@@ -237,3 +302,4 @@ func (RunCrashedV1) EventType() Type           { return RunCrashed }
 func (RunDeletedV1) EventType() Type           { return RunDeleted }
 func (RunLinesWrittenV1) EventType() Type      { return RunLinesWritten }
 func (RunHeartbeatRecordedV1) EventType() Type { return RunHeartbeatRecorded }
+func (RunStreamReceivedV1) EventType() Type    { return RunStreamReceived }

@@ -41,6 +41,8 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunLinesWrittenV1{
 		File: "output.log", Offset: 3, Lines: []string{"2026-11-27T11:54:59.017265 epoch 1", "ERROR 2026-11-27T11:55:00.000001 warning: lr too high"}}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunHeartbeatRecordedV1{}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunStreamReceivedV1{
+		File: "wandb-history.jsonl", Offset: 40, Count: 20, FirstStep: 40}},
 }
 
 func init() {

@@ -109,7 +109,9 @@ func (s Subjects) Proposal(user string, e Event) string {
 
 // ProposalsOf matches every proposal of one user: what that user's
 // credential may publish to.
-func (s Subjects) ProposalsOf(user string) string { return s.Prefix + ".in." + SubjectToken(user) + ".>" }
+func (s Subjects) ProposalsOf(user string) string {
+	return s.Prefix + ".in." + SubjectToken(user) + ".>"
+}
 
 // AllProposals matches every proposal.
 func (s Subjects) AllProposals() string { return s.Prefix + ".in.>" }

@@ -51,3 +51,25 @@ func TestSubjectTokens(t *testing.T) {
 		t.Error("entity with a dot accepted")
 	}
 }
+
+// TestReceiveLines: a jump of the offset is a gap, a retried chunk changes
+// nothing, a late chunk fills (part of) a gap.
+func TestReceiveLines(t *testing.T) {
+	h := "wandb-history.jsonl"
+	n, gaps, d := ReceiveLines(0, nil, -1, RunStreamReceivedV1{File: h, Offset: 0, Count: 20, FirstStep: 0})
+	if n != 20 || len(gaps) != 0 || d != 0 {
+		t.Fatalf("first chunk: %d %v %d", n, gaps, d)
+	}
+	n, gaps, d = ReceiveLines(n, gaps, 19, RunStreamReceivedV1{File: h, Offset: 40, Count: 10, FirstStep: 40})
+	if n != 50 || len(gaps) != 1 || gaps[0] != (LineGap{FirstLine: 20, LastLine: 39, AfterStep: 19, BeforeStep: 40}) || d != 20 {
+		t.Fatalf("jump: %d %v %d", n, gaps, d)
+	}
+	n2, gaps2, d2 := ReceiveLines(n, gaps, 49, RunStreamReceivedV1{File: h, Offset: 40, Count: 10, FirstStep: 40})
+	if n2 != 50 || len(gaps2) != 1 || d2 != 0 {
+		t.Fatalf("retry: %d %v %d", n2, gaps2, d2)
+	}
+	n, gaps, d = ReceiveLines(n, gaps, 49, RunStreamReceivedV1{File: h, Offset: 25, Count: 5, FirstStep: 25})
+	if n != 50 || len(gaps) != 2 || gaps[0].LastLine != 24 || gaps[1].FirstLine != 30 || gaps[1].LastLine != 39 || d != -5 {
+		t.Fatalf("fill: %d %v %d", n, gaps, d)
+	}
+}

@@ -152,6 +152,7 @@ var rules = map[events.Type]rule{
 	events.RunUpdated:           on(runGate, decideRunUpdated),
 	events.RunDeleted:           on(runGate, decideRunDeleted),
 	events.RunLinesWritten:      on(runGate, decideLines),
+	events.RunStreamReceived:    on(runGate, decideStreamReceived),
 }
 
 // gate is what must hold before a rule runs. Gates are ordered: runGate

@@ -112,6 +112,7 @@ var ProposalAction = []struct {
 	{events.RunDeleted, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
 	{events.RunLinesWritten, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
 	{events.RunHeartbeatRecorded, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
+	{events.RunStreamReceived, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
 }
 
 // ReadEndpoint maps every HTTP read endpoint to the action it needs.
@@ -125,6 +126,8 @@ var ReadEndpoint = []struct {
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/history", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/lines", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files/{file...}", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/run-groups", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/export", ReadProject},

@@ -130,6 +130,7 @@ func proposalCases() []proposalCase {
 		events.RunDeletedV1{},
 		events.RunLinesWrittenV1{File: "output.log", Lines: []string{"hi"}},
 		events.RunHeartbeatRecordedV1{},
+		events.RunStreamReceivedV1{File: "wandb-history.jsonl", Offset: 0, Count: 1},
 	}
 	for _, pl := range runWrites {
 		cases = append(cases,

@@ -50,6 +50,11 @@ type Run struct {
 	// (start, resume, rows, output, heartbeat, update...). It comes from
 	// event times, so a rebuilt state has the same value.
 	LastActivity time.Time
+	// HistoryLines counts the lines of the run's W&B history stream seen
+	// (one more than the highest line number), HistoryGaps the runs of
+	// lines that never arrived (events.ReceiveLines).
+	HistoryLines int64
+	HistoryGaps  []events.LineGap
 }
 
 // Project is a project's members, pending invites and runs.
@@ -332,6 +337,10 @@ func applyRun(p *Project, run *Run, e events.Event) {
 	case events.RunHeartbeatRecordedV1:
 		if run != nil && run.State == events.StateCrashed {
 			run.State = events.StateRunning // a crashed run that reports again is running
+		}
+	case events.RunStreamReceivedV1:
+		if run != nil {
+			run.HistoryLines, run.HistoryGaps, _ = events.ReceiveLines(run.HistoryLines, run.HistoryGaps, run.LastStep, pl)
 		}
 	case events.RunDeletedV1:
 		if run != nil {

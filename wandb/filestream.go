@@ -76,6 +76,10 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// A stopped run keeps its summary and history: the summary must
+	// describe the history the run holds (its rows are refused as
+	// run_finished too).
+	live := rs.State == events.StateRunning || rs.State == events.StateCrashed
 	stored := func(rej *policy.Rejection, err error) bool {
 		if err != nil {
 			st, msg := statusOf(err)
@@ -93,12 +97,16 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
+	if ch, ok := body.Files[historyFile]; ok && len(ch.Content) > 0 && live {
+		// Which lines arrived first, so that a gap (an offset jump: lines
+		// the client dropped) is recorded before the rows after it.
+		if !stored(s.streamReceived(ctx, c, entity, project, run, ch)) {
+			return
+		}
+	}
 	if ch, ok := body.Files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
 		return
 	}
-	// A stopped run keeps its summary: the summary must describe the
-	// history the run holds (its rows are refused as run_finished too).
-	live := rs.State == events.StateRunning || rs.State == events.StateCrashed
 	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 && live {
 		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
 			return
@@ -229,6 +237,33 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		}
 	}
 	return flush()
+}
+
+// streamReceived records that the chunk's history lines arrived (event
+// run_stream_received); a chunk that changes nothing (a retry) is not
+// proposed.
+func (s *Server) streamReceived(ctx context.Context, c *caller, entity, project, run string, ch fileChunk) (*policy.Rejection, error) {
+	first := int64(-1)
+	if m, err := parseLine(ch.Content[0]); err == nil {
+		if st, ok := intField(m, "_step"); ok && st >= 0 {
+			first = st
+		}
+	}
+	ev := events.Event{Entity: entity, Project: project, Run: run, Payload: events.RunStreamReceivedV1{
+		File: historyFile, Offset: ch.Offset, Count: int64(len(ch.Content)), FirstStep: first}}
+	if d := s.in.Check(withActor(ev, c)); d.Rejection == nil && len(d.Events) == 0 {
+		return nil, nil
+	}
+	_, rej, err := s.propose(ctx, c, ev, false)
+	return rej, err
+}
+
+// withActor returns ev as a proposal of c, for a dry run (Check).
+func withActor(ev events.Event, c *caller) events.Event {
+	ev.ID = events.NewID(time.Now())
+	ev.Actor = c.user.Username
+	ev.Time = time.Now().UTC()
+	return ev
 }
 
 // summary replaces the run's summary values with the numeric values of a

@@ -16,6 +16,7 @@ import (
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/query"
 )
 
 // gqlRequest is a GraphQL request as both W&B clients send it.
@@ -133,6 +134,8 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 		data, err = s.runStoppedStatus(c, q.Variables)
 	case "CreateRunFiles":
 		data, err = s.createRunFiles(r, c, q.Variables)
+	case "RunFiles":
+		data, err = s.runFiles(r, c, q.Variables)
 	case "RunUploadUrls":
 		data, err = s.runUploadURLs(r, c, q.Variables)
 	case "":
@@ -347,7 +350,7 @@ func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, erro
 		"inserted": inserted,
 		"bucket": map[string]any{
 			"id": bucketID("s", b.runID), "name": b.runID, "displayName": run.Name, "description": description,
-			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": run.Rows,
+			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": historyLines(run),
 			"project": map[string]any{"id": gid("Project", b.entity+"/"+b.project), "name": b.project,
 				"entity": map[string]any{"id": gid("Entity", b.entity), "name": b.entity}},
 		},
@@ -557,7 +560,7 @@ func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, e
 		"id": bucketID("r", name), "name": name, "displayName": run.Name,
 		"config":           wrapConfig(run.Config, sdkOf(run.Wandb)),
 		"summaryMetrics":   encodeLine(run.Summary, summaryExtra),
-		"historyLineCount": run.Rows,
+		"historyLineCount": historyLines(run),
 		"eventsLineCount":  run.Lines[eventsFile],
 		"logLineCount":     run.Lines[outputFile],
 		"historyTail":      string(tailJSON),
@@ -567,6 +570,13 @@ func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, e
 		"wandbConfig":      wandbConfig,
 	}
 	return out, nil
+}
+
+// historyLines is where a client continues the run's history stream: after
+// the last line that arrived (lines lost in a gap included), or after the
+// rows of a run written by other clients.
+func historyLines(run query.RunView) int64 {
+	return max(run.Rows, run.HistoryLines)
 }
 
 // runStoppedStatus answers older clients' poll: stopped once the run was

@@ -18,6 +18,7 @@ import (
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
 	lbhttp "github.com/logbook/logbook/http"
+	"github.com/logbook/logbook/query"
 )
 
 // Limits of uploads.
@@ -37,11 +38,13 @@ type FileStore interface {
 	Secret(ctx context.Context) ([]byte, error)
 	// Put stores a file's body under name.
 	Put(ctx context.Context, name string, body io.Reader) error
+	// List and Get read the files back.
+	query.FileStore
 }
 
 // ObjectName is where a run's file is stored in FilesBucket.
 func ObjectName(entity, project, run, file string) string {
-	return entity + "/" + project + "/" + run + "/" + file
+	return query.RunFileObject(entity, project, run, file)
 }
 
 func sign(secret []byte, object string, expires int64) string {
