@@ -68,7 +68,7 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 		Service: svc,
 		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
 		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
-		WandB:   wandb.New(svc, r, files, b.Log.With("component", "wandb")),
+		WandB:   wandb.New(svc, r, files, b.Log.With("component", "wandb")).WithArtifacts(b.Artifacts()),
 		Files:   &lbhttp.RunFiles{Files: &query.RunFiles{Reader: r, Store: files}, Log: log},
 		Bus:     b,
 	}, nil

@@ -279,6 +279,66 @@ func ReceiveLines(received int64, gaps []LineGap, lastStep int64, pl RunStreamRe
 	return max(received, end), gaps, delta
 }
 
+// ArtifactCreatedV1 creates a pending version of an artifact in the
+// collection named Collection (the artifact's name) of the event's project.
+// ArtifactID is the version's id; Digest identifies its content (W&B's
+// manifest digest: an unchanged re-log has the same one); Run is the run
+// that logs it (its output), "" for none; Aliases are the aliases asked
+// for, applied at commit.
+type ArtifactCreatedV1 struct {
+	ArtifactID  string          `json:"artifact_id"`
+	Collection  string          `json:"collection"`
+	Type        string          `json:"type"`
+	Digest      string          `json:"digest"`
+	Run         string          `json:"run,omitempty"`
+	Aliases     []string        `json:"aliases,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+}
+
+// ArtifactCommittedV1 commits a pending version: it becomes version
+// VersionIndex (vN) of its collection and holds Aliases ("latest" among
+// them), which move from the versions that held them in the same event.
+// Objects are the hex MD5 digests of the file bodies its manifest names
+// (each stored once in the object store, whatever number of versions name
+// it); Size and FileCount describe the files; ManifestMD5 is base64(MD5)
+// of the stored manifest.
+type ArtifactCommittedV1 struct {
+	ArtifactID   string   `json:"artifact_id"`
+	VersionIndex int      `json:"version_index"`
+	Aliases      []string `json:"aliases"`
+	Objects      []string `json:"objects"`
+	Size         int64    `json:"size"`
+	FileCount    int      `json:"file_count"`
+	ManifestMD5  string   `json:"manifest_md5"`
+}
+
+// ArtifactAliasesAddedV1 gives a committed version aliases, moving each
+// from the version of its collection that held it.
+type ArtifactAliasesAddedV1 struct {
+	ArtifactID string   `json:"artifact_id"`
+	Aliases    []string `json:"aliases"`
+}
+
+// ArtifactUsedV1 records that the event's run used an artifact version
+// (an input of the run), which may live in another project.
+type ArtifactUsedV1 struct {
+	ArtifactID      string `json:"artifact_id"`
+	ArtifactEntity  string `json:"artifact_entity"`
+	ArtifactProject string `json:"artifact_project"`
+}
+
+// ArtifactDeletedV1 soft-deletes a version: it no longer resolves, lists
+// or downloads, and its file bodies become garbage once no live version
+// names them. RemovedAliases are the aliases it held (a version holding
+// aliases is deleted only when asked to remove them: Force in the
+// proposal).
+type ArtifactDeletedV1 struct {
+	ArtifactID     string   `json:"artifact_id"`
+	Force          bool     `json:"force,omitempty"`
+	RemovedAliases []string `json:"removed_aliases,omitempty"`
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type          { return UserCreated }
 func (KeyCreatedV1) EventType() Type           { return KeyCreated }
@@ -303,3 +363,8 @@ func (RunDeletedV1) EventType() Type           { return RunDeleted }
 func (RunLinesWrittenV1) EventType() Type      { return RunLinesWritten }
 func (RunHeartbeatRecordedV1) EventType() Type { return RunHeartbeatRecorded }
 func (RunStreamReceivedV1) EventType() Type    { return RunStreamReceived }
+func (ArtifactCreatedV1) EventType() Type      { return ArtifactCreated }
+func (ArtifactCommittedV1) EventType() Type    { return ArtifactCommitted }
+func (ArtifactAliasesAddedV1) EventType() Type { return ArtifactAliasesAdded }
+func (ArtifactUsedV1) EventType() Type         { return ArtifactUsed }
+func (ArtifactDeletedV1) EventType() Type      { return ArtifactDeleted }

@@ -65,6 +65,8 @@ type Project struct {
 	Pending map[string]events.Role // email -> role
 	Runs    map[string]*Run
 	Names   map[string]string // display name -> run id
+	// Collections are the project's artifacts by name.
+	Collections map[string]*Collection
 }
 
 // State is the policy's view of the log.
@@ -82,6 +84,8 @@ type State struct {
 	// decidedBy is the actor of each remembered proposal: another actor
 	// re-using the id is refused, not answered with the original outcome.
 	decidedBy map[string]string
+	// artifacts are every artifact version by id.
+	artifacts map[string]*Artifact
 	// seq is the last stream sequence applied per aggregate (entity/project,
 	// or entity/ for entity-level events), for optimistic concurrency.
 	seq map[string]uint64
@@ -102,6 +106,7 @@ func NewState() *State {
 		keys:      map[string]string{},
 		decided:   map[string]string{},
 		decidedBy: map[string]string{},
+		artifacts: map[string]*Artifact{},
 		seq:       map[string]uint64{},
 
 		CrashAfter: DefaultCrashAfter,
@@ -232,6 +237,7 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	s.applyDirectory(e)
 	s.applyProject(agg, p, e)
 	applyRun(p, run, e)
+	s.applyArtifact(p, e)
 }
 
 // applyDirectory folds users, keys and teams.
@@ -271,7 +277,7 @@ func (s *State) applyProject(agg string, p *Project, e events.Event) {
 	case events.ProjectCreatedV1:
 		s.Projects[agg] = &Project{Entity: e.Entity, Name: e.Project,
 			Members: map[string]events.Role{e.Actor: events.RoleAdmin},
-			Pending: map[string]events.Role{}, Runs: map[string]*Run{}, Names: map[string]string{}}
+			Pending: map[string]events.Role{}, Runs: map[string]*Run{}, Names: map[string]string{}, Collections: map[string]*Collection{}}
 	case events.ProjectDeletedV1:
 		delete(s.Projects, agg)
 	case events.MemberInvitedV1:

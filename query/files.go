@@ -16,6 +16,8 @@ type FileInfo struct {
 	Size    int64     `json:"size"`
 	MD5     string    `json:"md5,omitempty"` // base64 of the MD5 of the bytes, as W&B writes it
 	Updated time.Time `json:"updated_at"`
+	// Meta is the object's stored metadata (not shown).
+	Meta map[string]string `json:"-"`
 }
 
 // FileStore reads stored files (bus.Files: a JetStream object store).

@@ -141,7 +141,10 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	case "":
 		err = gqlErrorf("invalid", "the request names no operation (send operationName)")
 	default:
-		err = gqlErrorf("unsupported", "operation %s is not supported by Logbook", op)
+		var ok bool
+		if data, err, ok = s.artifactOp(r, c, op, q.Variables); !ok {
+			err = gqlErrorf("unsupported", "operation %s is not supported by Logbook", op)
+		}
 	}
 	if err != nil {
 		if _, ok := err.(*gqlError); !ok {

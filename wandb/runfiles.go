@@ -2,8 +2,8 @@ package wandb
 
 import (
 	"encoding/json"
-	"net/http"
 	"mime"
+	"net/http"
 	"net/url"
 	"path"
 	"regexp"

@@ -45,6 +45,8 @@ type Writer interface {
 	Heartbeat(ctx context.Context, actor, id, entity, project, run string) (ingest.Outcome, error)
 	Run(entity, project, run string) ingest.RunInfo
 	Teams(user string) []string
+	// View calls fn with the policy state, read-locked (artifact lookups).
+	View(fn func(*policy.State))
 }
 
 // Server serves the W&B protocol.
@@ -53,6 +55,7 @@ type Server struct {
 	reader query.Reader
 	log    *slog.Logger
 	files  FileStore
+	arts   ArtifactStore
 }
 
 // New returns the adapter over the write side in, the read service r and
@@ -69,6 +72,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /graphql", s.graphql)
 	mux.HandleFunc("POST /files/{entity}/{project}/{run}/file_stream", s.fileStream)
 	mux.HandleFunc("PUT /files-upload/{entity}/{project}/{run}/{file...}", s.upload)
+	s.registerArtifacts(mux)
 	mux.HandleFunc("/sdk/otel/", func(w http.ResponseWriter, r *http.Request) {
 		// wandb-core probes this; 404 switches its telemetry export off.
 		lbhttp.WriteError(w, nil, errs.New(errs.NotFound, "not_found", "Logbook does not collect W&B client telemetry"))
