@@ -30,8 +30,8 @@ const (
 	// ArtifactsBucket holds artifact file bodies, one object per content
 	// digest ("objects/<hex md5>"), and manifests ("manifests/<id>").
 	ArtifactsBucket = "logbook_artifacts"
-	SecretBucket = "logbook_wandb"
-	secretKey    = "upload_signing_key"
+	SecretBucket    = "logbook_wandb"
+	secretKey       = "upload_signing_key"
 )
 
 // Files is the W&B adapter's store of run files.

@@ -26,7 +26,9 @@ func TestArtifactFold(t *testing.T) {
 		}
 		return d
 	}
-	proj := func(pl events.Payload) events.Event { return events.Event{Entity: "acme", Project: "proj", Payload: pl} }
+	proj := func(pl events.Payload) events.Event {
+		return events.Event{Entity: "acme", Project: "proj", Payload: pl}
+	}
 	// art-committed is v0 holding latest; art-pending commits as v1.
 	decideApply("member", proj(events.ArtifactAliasesAddedV1{ArtifactID: "art-committed", Aliases: []string{"best"}}))
 	if d := decideApply("member", proj(events.ArtifactCommittedV1{ArtifactID: "art-pending", Objects: []string{"o1"}})); d.Rejection != nil || len(d.Events) != 1 {

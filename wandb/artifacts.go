@@ -525,7 +525,7 @@ func (s *Server) createArtifactManifest(r *http.Request, c *caller, v vars) (any
 		upload = u
 	}
 	return map[string]any{"createArtifactManifest": map[string]any{"artifactManifest": map[string]any{
-		"id": gid("ArtifactManifest", a.ID+"/"+name),
+		"id":   gid("ArtifactManifest", a.ID+"/"+name),
 		"file": map[string]any{"id": gid("File", a.ID+"/"+name), "uploadUrl": upload, "uploadHeaders": []string{}}}}}, nil
 }
 
