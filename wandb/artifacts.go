@@ -1,6 +1,7 @@
 package wandb
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
@@ -379,108 +380,120 @@ func (v vars) input() (vars, error) {
 	return in, nil
 }
 
-func (s *Server) createArtifact(ctx context.Context, c *caller, v vars) (any, error) {
+// artifactInput is CreateArtifact's $input, checked.
+type artifactInput struct {
+	entity, project, typ, coll, run, digest, desc string
+	meta                                          json.RawMessage
+	aliases                                       []string
+	dedup                                         bool
+}
+
+func parseArtifactInput(c *caller, v vars) (a artifactInput, err error) {
 	in, err := v.input()
 	if err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
+		return a, gqlErrorf("invalid", "%v", err)
 	}
-	entity, _, _ := in.str("entityName")
-	project, _, _ := in.str("projectName")
-	typ, _, _ := in.str("artifactTypeName")
-	coll, _, _ := in.str("artifactCollectionName")
-	run, _, _ := in.str("runName")
-	digest, _, _ := in.str("digest")
-	desc, _, _ := in.str("description")
-	meta, hasMeta, _ := in.str("metadata")
-	if entity == "" {
-		entity = c.user.Username
+	a.entity, _, _ = in.str("entityName")
+	a.project, _, _ = in.str("projectName")
+	a.typ, _, _ = in.str("artifactTypeName")
+	a.coll, _, _ = in.str("artifactCollectionName")
+	a.run, _, _ = in.str("runName")
+	a.digest, _, _ = in.str("digest")
+	a.desc, _, _ = in.str("description")
+	if meta, ok, _ := in.str("metadata"); ok && meta != "" && meta != "null" {
+		a.meta = json.RawMessage(meta)
 	}
-	if project == "" {
-		project = DefaultProject
+	a.entity = cmp.Or(a.entity, c.user.Username)
+	a.project = cmp.Or(a.project, DefaultProject)
+	if err := events.ValidateEntity(a.entity); err != nil {
+		return a, gqlErrorf("invalid", "%v", err)
 	}
-	if err := events.ValidateEntity(entity); err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
+	if err := events.ValidateProject(a.project); err != nil {
+		return a, gqlErrorf("invalid", "%v", err)
 	}
-	if err := events.ValidateProject(project); err != nil {
-		return nil, gqlErrorf("invalid", "%v", err)
-	}
-	var aliases []string
 	if raw, ok := in["aliases"]; ok && string(raw) != "null" {
 		var list []struct {
 			Alias string `json:"alias"`
 		}
 		if err := json.Unmarshal(raw, &list); err != nil {
-			return nil, gqlErrorf("invalid", "aliases must be a list of {artifactCollectionName, alias}")
+			return a, gqlErrorf("invalid", "aliases must be a list of {artifactCollectionName, alias}")
 		}
-		for _, a := range list {
-			if !slices.Contains(aliases, a.Alias) {
-				aliases = append(aliases, a.Alias)
+		for _, al := range list {
+			if !slices.Contains(a.aliases, al.Alias) {
+				a.aliases = append(a.aliases, al.Alias)
 			}
 		}
 	}
-	dedup := true
-	if raw, ok := in["enableDigestDeduplication"]; ok && string(raw) == "false" {
-		dedup = false
+	raw, ok := in["enableDigestDeduplication"]
+	a.dedup = !ok || string(raw) != "false"
+	return a, nil
+}
+
+// dedupHit returns the committed version of the collection with the same
+// digest and type (an unchanged re-log), and the collection's latest.
+func (s *Server) dedupHit(c *caller, in artifactInput) (hit *policy.Artifact, latest string) {
+	s.in.View(func(st *policy.State) {
+		p, ok := st.Project(in.entity, in.project)
+		if !ok || p.Collections[in.coll] == nil || !policy.Allowed(st.Role(c.user.Username, p), policy.CreateArtifact) {
+			return
+		}
+		col := p.Collections[in.coll]
+		for i := len(col.Versions) - 1; i >= 0 && hit == nil; i-- {
+			if a := policyArtifact(st, col.Versions[i]); a != nil && a.State == policy.ArtifactCommitted && a.Digest == in.digest && a.Type == in.typ {
+				cp := copyArtifact(a)
+				hit = &cp
+			}
+		}
+		if l := col.Version(st, "latest"); l != nil {
+			latest = l.ID
+		}
+	})
+	return hit, latest
+}
+
+// createArtifact creates a pending version, or answers the committed one
+// with the same content (which gets the new aliases; "latest" stays with
+// the newest version).
+func (s *Server) createArtifact(ctx context.Context, c *caller, v vars) (any, error) {
+	in, err := parseArtifactInput(c, v)
+	if err != nil {
+		return nil, err
 	}
-	if !s.in.Run(entity, project, "").ProjectExists {
-		if err := s.createProject(ctx, c, entity, project); err != nil {
+	if !s.in.Run(in.entity, in.project, "").ProjectExists {
+		if err := s.createProject(ctx, c, in.entity, in.project); err != nil {
 			return nil, err
 		}
 	}
-	// An unchanged re-log: the committed version with this digest, which
-	// gets the new aliases ("latest" stays with the newest version).
-	if dedup {
-		var hit *policy.Artifact
-		var latest string
-		s.in.View(func(st *policy.State) {
-			p, ok := st.Project(entity, project)
-			if !ok || p.Collections[coll] == nil || !policy.Allowed(st.Role(c.user.Username, p), policy.CreateArtifact) {
-				return
-			}
-			col := p.Collections[coll]
-			for i := len(col.Versions) - 1; i >= 0; i-- {
-				if a := policyArtifact(st, col.Versions[i]); a != nil && a.State == policy.ArtifactCommitted && a.Digest == digest && a.Type == typ {
-					cp := copyArtifact(a)
-					hit = &cp
-					break
-				}
-			}
-			if l := col.Version(st, "latest"); l != nil {
-				latest = l.ID
-			}
-		})
-		if hit != nil {
-			add := slices.DeleteFunc(slices.Clone(aliases), func(x string) bool { return x == "latest" })
-			if len(add) > 0 {
-				_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project,
-					Payload: events.ArtifactAliasesAddedV1{ArtifactID: hit.ID, Aliases: add}}, true)
-				if err != nil {
+	if in.dedup {
+		if hit, latest := s.dedupHit(c, in); hit != nil {
+			if add := slices.DeleteFunc(slices.Clone(in.aliases), func(x string) bool { return x == "latest" }); len(add) > 0 {
+				if err := s.proposeArtifact(ctx, c, events.Event{Entity: in.entity, Project: in.project,
+					Payload: events.ArtifactAliasesAddedV1{ArtifactID: hit.ID, Aliases: add}}); err != nil {
 					return nil, err
-				}
-				if rej != nil {
-					return nil, refused(rej)
 				}
 			}
 			return createdAnswer(hit.ID, policy.ArtifactCommitted, latest), nil
 		}
 	}
-	pl := events.ArtifactCreatedV1{ArtifactID: events.NewID(time.Now()), Collection: coll, Type: typ, Digest: digest, Run: run,
-		Aliases: aliases, Description: desc}
-	if hasMeta && meta != "" && meta != "null" {
-		pl.Metadata = json.RawMessage(meta)
-	}
-	_, rej, err := s.propose(ctx, c, events.Event{Entity: entity, Project: project, Payload: pl}, true)
-	if err != nil {
+	pl := events.ArtifactCreatedV1{ArtifactID: events.NewID(time.Now()), Collection: in.coll, Type: in.typ, Digest: in.digest,
+		Run: in.run, Aliases: in.aliases, Description: in.desc, Metadata: in.meta}
+	if err := s.proposeArtifact(ctx, c, events.Event{Entity: in.entity, Project: in.project, Payload: pl}); err != nil {
 		return nil, err
 	}
-	if rej != nil {
-		return nil, refused(rej)
-	}
-	_, latest, _ := s.readable(c, byName(entity, project, coll, "latest"))
-	if l, ok := s.artifactState(latest); !ok || l.State != policy.ArtifactCommitted {
-		latest = ""
-	}
+	_, latest := s.dedupHit(c, artifactInput{entity: in.entity, project: in.project, coll: in.coll})
 	return createdAnswer(pl.ArtifactID, policy.ArtifactPending, latest), nil
+}
+
+// proposeArtifact proposes an artifact event and waits for the decision.
+func (s *Server) proposeArtifact(ctx context.Context, c *caller, ev events.Event) error {
+	_, rej, err := s.propose(ctx, c, ev, true)
+	if err != nil {
+		return err
+	}
+	if rej != nil {
+		return refused(rej)
+	}
+	return nil
 }
 
 func policyArtifact(st *policy.State, id string) *policy.Artifact { a, _ := st.Artifact(id); return a }

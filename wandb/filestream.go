@@ -97,25 +97,8 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	if ch, ok := body.Files[historyFile]; ok && len(ch.Content) > 0 && live {
-		// Which lines arrived first, so that a gap (an offset jump: lines
-		// the client dropped) is recorded before the rows after it.
-		if !stored(s.streamReceived(ctx, c, entity, project, run, ch)) {
-			return
-		}
-	}
-	if ch, ok := body.Files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
+	if !s.storeFiles(ctx, c, entity, project, run, body.Files, live, stored) {
 		return
-	}
-	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 && live {
-		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
-			return
-		}
-	}
-	for _, f := range []string{outputFile, eventsFile} {
-		if ch, ok := body.Files[f]; ok && !stored(s.writeLines(ctx, c, entity, project, run, f, ch)) {
-			return
-		}
 	}
 	// "uploaded" names files whose PUT succeeded: they are in the object
 	// store already. Any other request, a heartbeat ({}) or "preempting"
@@ -139,6 +122,33 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lbhttp.WriteJSON(w, http.StatusOK, map[string]any{})
+}
+
+// storeFiles stores what a file_stream request carries: which history
+// lines arrived (first, so that a gap, an offset jump, is recorded before
+// the rows after it), the rows, the summary and the text files. It stops
+// at the first failure, which stored has answered.
+func (s *Server) storeFiles(ctx context.Context, c *caller, entity, project, run string, files map[string]fileChunk, live bool,
+	stored func(*policy.Rejection, error) bool) bool {
+	if ch, ok := files[historyFile]; ok && len(ch.Content) > 0 && live {
+		if !stored(s.streamReceived(ctx, c, entity, project, run, ch)) {
+			return false
+		}
+	}
+	if ch, ok := files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
+		return false
+	}
+	if ch, ok := files[summaryFile]; ok && len(ch.Content) > 0 && live {
+		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
+			return false
+		}
+	}
+	for _, f := range []string{outputFile, eventsFile} {
+		if ch, ok := files[f]; ok && !stored(s.writeLines(ctx, c, entity, project, run, f, ch)) {
+			return false
+		}
+	}
+	return true
 }
 
 // runPath reads and checks a run's entity, project and id from the path.
