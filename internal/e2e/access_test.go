@@ -161,13 +161,17 @@ func TestPermissionMatrixReads(t *testing.T) {
 // TestReadEndpointsAreInTheTable: every GET route registered by the read
 // and write APIs appears in policy.ReadEndpoint (or is not project data).
 func TestReadEndpointsAreInTheTable(t *testing.T) {
-	known := map[string]bool{"GET /api/v1/whoami": true, "GET /api/v1/projects": true, "GET /healthz": true}
+	known := map[string]bool{"GET /api/v1/whoami": true, "GET /api/v1/projects": true, "GET /healthz": true,
+		"GET /api/v1/admin/readmodel": true} // site admins only: no project data
 	for _, ep := range policy.ReadEndpoint {
 		known[ep.Route] = true
 	}
 	for _, dir := range []string{"query", "ingest", "http", "wandb"} {
 		files, _ := filepath.Glob(filepath.Join(repoRoot(t), dir, "*.go"))
 		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
