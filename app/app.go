@@ -47,7 +47,9 @@ type Ingest struct {
 	Sweeper *ingest.Sweeper
 	Writes  *lbhttp.Writes
 	WandB   *wandb.Server
-	Bus     *bus.Client
+	// Files serves the run files W&B clients uploaded (native API).
+	Files *lbhttp.RunFiles
+	Bus   *bus.Client
 }
 
 // NewIngest builds the write side on b; reads of the W&B adapter go to r.
@@ -63,8 +65,9 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 		}
 		d.Seed = &ingest.Seed{Username: "admin", KeyHash: policy.HashKey(c.AdminKey)}
 	}
+	files := b.Files()
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
-	wb := wandb.New(svc, r, b.Files(), b.Log.With("component", "wandb"))
+	wb := wandb.New(svc, r, files, b.Log.With("component", "wandb")).WithArtifacts(b.Artifacts())
 	wb.Limits = limits // one budget per key across the native and the W&B API
 	wb.ProjectQuota = c.UploadQuota
 	return &Ingest{
@@ -72,6 +75,7 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
 		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
 		WandB:   wb,
+		Files:   &lbhttp.RunFiles{Files: &query.RunFiles{Reader: r, Store: files}, Log: log},
 		Bus:     b,
 	}, nil
 }

@@ -73,6 +73,12 @@ func init() {
 	register[RunDeletedV1](1, nil)
 	register[RunLinesWrittenV1](1, nil)
 	register[RunHeartbeatRecordedV1](1, nil)
+	register[RunStreamReceivedV1](1, nil)
+	register[ArtifactCreatedV1](1, nil)
+	register[ArtifactCommittedV1](1, nil)
+	register[ArtifactAliasesAddedV1](1, nil)
+	register[ArtifactUsedV1](1, nil)
+	register[ArtifactDeletedV1](1, nil)
 }
 
 // upcastInviteRevokedV1: v1 {"email": as typed} -> v2 {"email": lower-case,

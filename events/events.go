@@ -46,6 +46,19 @@ const (
 	// policy records at most one per quarter of the crash timeout, so a run
 	// that heartbeats every few seconds does not flood the log.
 	RunHeartbeatRecorded Type = "run_heartbeat_recorded"
+	// RunStreamReceived records which lines of a run's W&B history stream
+	// arrived; lines skipped by a jump of the offset are the run's gaps.
+	RunStreamReceived Type = "run_stream_received"
+
+	// Artifacts: versioned collections of files (W&B artifacts). A version
+	// is created pending, committed once its files and manifest are
+	// stored (which gives it its index vN and its aliases), used by runs
+	// (lineage) and soft-deleted.
+	ArtifactCreated      Type = "artifact_created"
+	ArtifactCommitted    Type = "artifact_committed"
+	ArtifactAliasesAdded Type = "artifact_aliases_added"
+	ArtifactUsed         Type = "artifact_used"
+	ArtifactDeleted      Type = "artifact_deleted"
 )
 
 // Payload is the typed body of an event.

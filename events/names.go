@@ -38,23 +38,25 @@ func (e *NameError) Error() string {
 // are subject tokens: lower-case letters, digits, '-' and '_', starting with a
 // letter or digit, at most 64 characters.
 func ValidateEntity(name string) error {
-	return validateToken("entity", name, MaxNameLen, false)
+	return validateToken("entity", name, MaxNameLen, false, false)
 }
 
-// ValidateProject checks a project name: letters, digits, '-' and '_',
-// starting with a letter or digit, at most 64 characters. (W&B also allows
-// '.', but a dot separates NATS subject tokens.)
+// ValidateProject checks a project name: letters, digits, '-', '_' and '.'
+// (W&B accepts dots: "resnet.v2"), starting with a letter or digit, at most
+// 64 characters. Subjects carry it through SubjectToken, which escapes the
+// dot (a NATS subject separator).
 func ValidateProject(name string) error {
-	return validateToken("project", name, MaxNameLen, true)
+	return validateToken("project", name, MaxNameLen, true, true)
 }
 
-// ValidateRunID checks a run id: 1 to 64 letters, digits, '-' or '_'. W&B
-// style ids such as "7c88ci0d" and ULIDs both pass.
+// ValidateRunID checks a run id: 1 to 64 letters, digits, '-', '_' or '.',
+// starting with a letter or digit. W&B style ids such as "7c88ci0d",
+// "exp.1" and ULIDs pass.
 func ValidateRunID(id string) error {
-	return validateToken("run id", id, MaxNameLen, true)
+	return validateToken("run id", id, MaxNameLen, true, true)
 }
 
-func validateToken(kind, name string, max int, upper bool) error {
+func validateToken(kind, name string, max int, upper, dot bool) error {
 	if name == "" {
 		return &NameError{kind, name, "must not be empty"}
 	}
@@ -63,13 +65,16 @@ func validateToken(kind, name string, max int, upper bool) error {
 	}
 	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || upper && r >= 'A' && r <= 'Z'
-		if !ok && i > 0 && (r == '-' || r == '_') {
+		if !ok && i > 0 && (r == '-' || r == '_' || dot && r == '.') {
 			ok = true
 		}
 		if !ok {
 			allowed := "lower-case letters, digits, '-' and '_'"
 			if upper {
 				allowed = "letters, digits, '-' and '_'"
+			}
+			if dot {
+				allowed = "letters, digits, '-', '_' and '.'"
 			}
 			return &NameError{kind, name, fmt.Sprintf("may contain only %s, and must start with a letter or digit (found %q at position %d)", allowed, r, i)}
 		}

@@ -214,6 +214,131 @@ type RunLinesWrittenV1 struct {
 // without logging anything (see policy: heartbeats).
 type RunHeartbeatRecordedV1 struct{}
 
+// RunStreamReceivedV1 records that lines Offset .. Offset+Count-1 of one of
+// a run's W&B streams (File: "wandb-history.jsonl") arrived; FirstStep is
+// the _step of the first line (-1 if it has none). W&B clients number the
+// lines of a stream from 0 and send them in order, so a chunk that starts
+// after the lines received so far leaves a gap: lines the client dropped
+// (the JS SDK drops a chunk on a connection error). A later chunk covering
+// a gap fills it. Folds apply it with ReceiveLines.
+type RunStreamReceivedV1 struct {
+	File      string `json:"file"`
+	Offset    int64  `json:"offset"`
+	Count     int64  `json:"count"`
+	FirstStep int64  `json:"first_step"`
+}
+
+// LineGap is a run of lines of a stream that never arrived: lines
+// FirstLine .. LastLine, between the step logged before it (AfterStep, -1
+// if none) and the first step after it (BeforeStep, -1 if unknown).
+type LineGap struct {
+	FirstLine  int64 `json:"first_line"`
+	LastLine   int64 `json:"last_line"`
+	AfterStep  int64 `json:"after_step"`
+	BeforeStep int64 `json:"before_step"`
+}
+
+// MaxLineGaps bounds the gaps a run keeps (the missing lines are counted
+// beyond it).
+const MaxLineGaps = 100
+
+// ReceiveLines applies pl to a stream of which lines 0 .. received-1 were
+// seen, except gaps; lastStep is the run's last logged step. It returns the
+// new count, the new gaps and how many lines became missing (negative:
+// filled). Both folds (policy and read model) use it, so they agree.
+func ReceiveLines(received int64, gaps []LineGap, lastStep int64, pl RunStreamReceivedV1) (int64, []LineGap, int64) {
+	var delta int64
+	if pl.Count <= 0 || pl.Offset < 0 {
+		return received, gaps, 0
+	}
+	end := pl.Offset + pl.Count // exclusive
+	// Fill: remove the received lines from the gaps.
+	if pl.Offset < received {
+		var out []LineGap
+		for _, g := range gaps {
+			if end <= g.FirstLine || pl.Offset > g.LastLine {
+				out = append(out, g)
+				continue
+			}
+			if g.FirstLine < pl.Offset {
+				out = append(out, LineGap{FirstLine: g.FirstLine, LastLine: pl.Offset - 1, AfterStep: g.AfterStep, BeforeStep: pl.FirstStep})
+			}
+			if g.LastLine >= end {
+				out = append(out, LineGap{FirstLine: end, LastLine: g.LastLine, AfterStep: g.AfterStep, BeforeStep: g.BeforeStep})
+			}
+			delta -= min(end, g.LastLine+1) - max(pl.Offset, g.FirstLine)
+		}
+		gaps = out
+	}
+	if pl.Offset > received {
+		delta += pl.Offset - received
+		if len(gaps) < MaxLineGaps {
+			gaps = append(gaps, LineGap{FirstLine: received, LastLine: pl.Offset - 1, AfterStep: lastStep, BeforeStep: pl.FirstStep})
+		}
+	}
+	return max(received, end), gaps, delta
+}
+
+// ArtifactCreatedV1 creates a pending version of an artifact in the
+// collection named Collection (the artifact's name) of the event's project.
+// ArtifactID is the version's id; Digest identifies its content (W&B's
+// manifest digest: an unchanged re-log has the same one); Run is the run
+// that logs it (its output), "" for none; Aliases are the aliases asked
+// for, applied at commit.
+type ArtifactCreatedV1 struct {
+	ArtifactID  string          `json:"artifact_id"`
+	Collection  string          `json:"collection"`
+	Type        string          `json:"type"`
+	Digest      string          `json:"digest"`
+	Run         string          `json:"run,omitempty"`
+	Aliases     []string        `json:"aliases,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+}
+
+// ArtifactCommittedV1 commits a pending version: it becomes version
+// VersionIndex (vN) of its collection and holds Aliases ("latest" among
+// them), which move from the versions that held them in the same event.
+// Objects are the hex MD5 digests of the file bodies its manifest names
+// (each stored once in the object store, whatever number of versions name
+// it); Size and FileCount describe the files; ManifestMD5 is base64(MD5)
+// of the stored manifest.
+type ArtifactCommittedV1 struct {
+	ArtifactID   string   `json:"artifact_id"`
+	VersionIndex int      `json:"version_index"`
+	Aliases      []string `json:"aliases"`
+	Objects      []string `json:"objects"`
+	Size         int64    `json:"size"`
+	FileCount    int      `json:"file_count"`
+	ManifestMD5  string   `json:"manifest_md5"`
+}
+
+// ArtifactAliasesAddedV1 gives a committed version aliases, moving each
+// from the version of its collection that held it.
+type ArtifactAliasesAddedV1 struct {
+	ArtifactID string   `json:"artifact_id"`
+	Aliases    []string `json:"aliases"`
+}
+
+// ArtifactUsedV1 records that the event's run used an artifact version
+// (an input of the run), which may live in another project.
+type ArtifactUsedV1 struct {
+	ArtifactID      string `json:"artifact_id"`
+	ArtifactEntity  string `json:"artifact_entity"`
+	ArtifactProject string `json:"artifact_project"`
+}
+
+// ArtifactDeletedV1 soft-deletes a version: it no longer resolves, lists
+// or downloads, and its file bodies become garbage once no live version
+// names them. RemovedAliases are the aliases it held (a version holding
+// aliases is deleted only when asked to remove them: Force in the
+// proposal).
+type ArtifactDeletedV1 struct {
+	ArtifactID     string   `json:"artifact_id"`
+	Force          bool     `json:"force,omitempty"`
+	RemovedAliases []string `json:"removed_aliases,omitempty"`
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type          { return UserCreated }
 func (KeyCreatedV1) EventType() Type           { return KeyCreated }
@@ -237,3 +362,9 @@ func (RunCrashedV1) EventType() Type           { return RunCrashed }
 func (RunDeletedV1) EventType() Type           { return RunDeleted }
 func (RunLinesWrittenV1) EventType() Type      { return RunLinesWritten }
 func (RunHeartbeatRecordedV1) EventType() Type { return RunHeartbeatRecorded }
+func (RunStreamReceivedV1) EventType() Type    { return RunStreamReceived }
+func (ArtifactCreatedV1) EventType() Type      { return ArtifactCreated }
+func (ArtifactCommittedV1) EventType() Type    { return ArtifactCommitted }
+func (ArtifactAliasesAddedV1) EventType() Type { return ArtifactAliasesAdded }
+func (ArtifactUsedV1) EventType() Type         { return ArtifactUsed }
+func (ArtifactDeletedV1) EventType() Type      { return ArtifactDeleted }

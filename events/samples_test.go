@@ -41,6 +41,18 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunLinesWrittenV1{
 		File: "output.log", Offset: 3, Lines: []string{"2026-11-27T11:54:59.017265 epoch 1", "ERROR 2026-11-27T11:55:00.000001 warning: lr too high"}}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunHeartbeatRecordedV1{}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunStreamReceivedV1{
+		File: "wandb-history.jsonl", Offset: 40, Count: 20, FirstStep: 40}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ArtifactCreatedV1{ArtifactID: "01JDX0000000000000000000AR",
+		Collection: "dataset", Type: "dataset", Digest: "56f3d3c059a0e5e1f2b7c0a4d2d9b8e1", Run: "01JDX0000000000000000000AA",
+		Aliases: []string{"best", "latest"}, Description: "train split", Metadata: json.RawMessage(`{"rows":1000}`)}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ArtifactCommittedV1{ArtifactID: "01JDX0000000000000000000AR",
+		VersionIndex: 0, Aliases: []string{"best", "latest"}, Objects: []string{"dc384ea53f3c1e8ea57d2f40ba1c0fd6"}, Size: 11, FileCount: 1,
+		ManifestMD5: "YLRIKs0w1EkKl4JFhPr2qQ=="}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ArtifactAliasesAddedV1{ArtifactID: "01JDX0000000000000000000AR", Aliases: []string{"production"}}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AB", Payload: ArtifactUsedV1{
+		ArtifactID: "01JDX0000000000000000000AR", ArtifactEntity: "your-team-name", ArtifactProject: "awesome-segmentation"}},
+	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ArtifactDeletedV1{ArtifactID: "01JDX0000000000000000000AR", Force: true, RemovedAliases: []string{"best"}}},
 }
 
 func init() {

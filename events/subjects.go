@@ -35,30 +35,96 @@ func projectToken(project string) string {
 	if project == "" {
 		return EntityToken
 	}
-	return project
+	return SubjectToken(project)
+}
+
+// SubjectToken encodes a name as one subject token: every byte other than
+// a letter, a digit, '-' or '_' becomes %XX (upper-case hex), so a dot in a
+// project name ("resnet.v2" -> "resnet%2Ev2") does not split the subject.
+// Names made only of those characters (every name before dots were
+// allowed) are their own token: the subjects of old events stay valid. The
+// name itself is kept unchanged in the event's payload and envelope.
+func SubjectToken(name string) string {
+	for i := 0; i < len(name); i++ {
+		if !plainToken(name[i]) {
+			return escapeToken(name)
+		}
+	}
+	return name
+}
+
+func plainToken(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func escapeToken(name string) string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(name)+8)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if plainToken(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	return string(b)
+}
+
+// ParseSubjectToken reverses SubjectToken.
+func ParseSubjectToken(tok string) (string, error) {
+	if !strings.Contains(tok, "%") {
+		return tok, nil
+	}
+	b := make([]byte, 0, len(tok))
+	for i := 0; i < len(tok); i++ {
+		if tok[i] != '%' {
+			b = append(b, tok[i])
+			continue
+		}
+		if i+2 >= len(tok) {
+			return "", fmt.Errorf("subject token %q: truncated escape", tok)
+		}
+		var v byte
+		for _, c := range []byte{tok[i+1], tok[i+2]} {
+			switch {
+			case c >= '0' && c <= '9':
+				v = v<<4 | (c - '0')
+			case c >= 'A' && c <= 'F':
+				v = v<<4 | (c - 'A' + 10)
+			default:
+				return "", fmt.Errorf("subject token %q: bad escape", tok)
+			}
+		}
+		b = append(b, v)
+		i += 2
+	}
+	return string(b), nil
 }
 
 // Proposal is the subject a user's proposal is published on.
 func (s Subjects) Proposal(user string, e Event) string {
-	return fmt.Sprintf("%s.in.%s.%s.%s.%s", s.Prefix, user, e.Entity, projectToken(e.Project), typeOf(e))
+	return fmt.Sprintf("%s.in.%s.%s.%s.%s", s.Prefix, SubjectToken(user), SubjectToken(e.Entity), projectToken(e.Project), typeOf(e))
 }
 
 // ProposalsOf matches every proposal of one user: what that user's
 // credential may publish to.
-func (s Subjects) ProposalsOf(user string) string { return s.Prefix + ".in." + user + ".>" }
+func (s Subjects) ProposalsOf(user string) string {
+	return s.Prefix + ".in." + SubjectToken(user) + ".>"
+}
 
 // AllProposals matches every proposal.
 func (s Subjects) AllProposals() string { return s.Prefix + ".in.>" }
 
 // Event is the subject an accepted event is stored on.
 func (s Subjects) Event(e Event) string {
-	return fmt.Sprintf("%s.ev.%s.%s.%s", s.Prefix, e.Entity, projectToken(e.Project), typeOf(e))
+	return fmt.Sprintf("%s.ev.%s.%s.%s", s.Prefix, SubjectToken(e.Entity), projectToken(e.Project), typeOf(e))
 }
 
 // Aggregate matches every event of one project (or, with project "", of one
 // entity itself): the subject filter of optimistic-concurrency checks.
 func (s Subjects) Aggregate(entity, project string) string {
-	return fmt.Sprintf("%s.ev.%s.%s.>", s.Prefix, entity, projectToken(project))
+	return fmt.Sprintf("%s.ev.%s.%s.>", s.Prefix, SubjectToken(entity), projectToken(project))
 }
 
 // EntityEvents matches the entity-level events (users, keys, teams).
@@ -69,7 +135,7 @@ func (s Subjects) AllEvents() string { return s.Prefix + ".ev.>" }
 
 // Rejection is the subject a rejection is recorded on.
 func (s Subjects) Rejection(entity, project string) string {
-	return fmt.Sprintf("%s.rej.%s.%s", s.Prefix, entity, projectToken(project))
+	return fmt.Sprintf("%s.rej.%s.%s", s.Prefix, SubjectToken(entity), projectToken(project))
 }
 
 // AllRejections matches every rejection.
@@ -90,9 +156,10 @@ func (s Subjects) ParseProposal(subject string) (user, entity, project string, t
 	if len(tok) != 4 {
 		return "", "", "", "", fmt.Errorf("proposal subject %q must have 4 tokens after %s.in", subject, s.Prefix)
 	}
-	project = tok[2]
-	if project == EntityToken {
+	if project = tok[2]; project == EntityToken {
 		project = ""
+	} else if project, err = ParseSubjectToken(project); err != nil {
+		return "", "", "", "", err
 	}
 	return tok[0], tok[1], project, Type(tok[3]), nil
 }

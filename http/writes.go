@@ -49,6 +49,7 @@ func (h *Writes) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs", h.handle(h.startRun))
 	mux.HandleFunc("PATCH /api/v1/projects/{entity}/{project}/runs/{run}", h.handle(h.updateRun))
 	mux.HandleFunc("DELETE /api/v1/projects/{entity}/{project}/runs/{run}", h.handle(h.deleteRun))
+	mux.HandleFunc("DELETE /api/v1/projects/{entity}/{project}/artifacts/{artifact}", h.handle(h.deleteArtifact))
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/log", h.handle(h.logMetrics))
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/summary", h.handle(h.updateSummary))
 	mux.HandleFunc("POST /api/v1/projects/{entity}/{project}/runs/{run}/finish", h.handle(h.finishRun))
@@ -313,6 +314,13 @@ func (h *Writes) updateRun(c *call) (int, any, error) {
 
 func (h *Writes) deleteRun(c *call) (int, any, error) {
 	return h.projectOp(c, events.RunDeletedV1{})
+}
+
+// deleteArtifact soft-deletes an artifact version (by id); ?force=true
+// also removes the aliases it holds. Its bytes are reclaimed by garbage
+// collection (POST /api/v1/artifacts/gc).
+func (h *Writes) deleteArtifact(c *call) (int, any, error) {
+	return h.projectOp(c, events.ArtifactDeletedV1{ArtifactID: c.r.PathValue("artifact"), Force: c.r.URL.Query().Get("force") == "true"})
 }
 
 func (h *Writes) updateSummary(c *call) (int, any, error) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -222,7 +223,7 @@ func TestCrashSweepHeartbeatAndRecovery(t *testing.T) {
 		p, _ := s.Project("bob", "p")
 		r2 = *p.Runs["r1"]
 	})
-	if r1 := w.run("bob", "p", "r1"); r1 != r2 {
+	if r1 := w.run("bob", "p", "r1"); !reflect.DeepEqual(r1, r2) {
 		t.Fatalf("live run %+v, rebuilt %+v", r1, r2)
 	}
 }

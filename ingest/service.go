@@ -108,6 +108,9 @@ func (s *Service) submit(ctx context.Context, p events.Event, raw []byte, mode M
 	return out, nil
 }
 
+// View calls fn with the policy state, read-locked: fn must not keep it.
+func (s *Service) View(fn func(*policy.State)) { s.Decider.View(fn) }
+
 // Check decides p against the current policy state without proposing it.
 func (s *Service) Check(p events.Event) policy.Decision {
 	var d policy.Decision

@@ -33,6 +33,11 @@ const (
 	// CodeRunAlive refuses a crash for a run that showed activity within
 	// the crash timeout.
 	CodeRunAlive Code = "run_alive"
+	// Artifacts.
+	CodeArtifactNotFound     Code = "artifact_not_found"
+	CodeArtifactExists       Code = "artifact_exists"
+	CodeArtifactTypeMismatch Code = "artifact_type_mismatch"
+	CodeArtifactHasAliases   Code = "artifact_has_aliases"
 )
 
 // Rejection says why a proposal was refused: a stable code and a message a
@@ -152,6 +157,14 @@ var rules = map[events.Type]rule{
 	events.RunUpdated:           on(runGate, decideRunUpdated),
 	events.RunDeleted:           on(runGate, decideRunDeleted),
 	events.RunLinesWritten:      on(runGate, decideLines),
+	events.RunStreamReceived:    on(runGate, decideStreamReceived),
+
+	// Artifacts (policy/artifacts.go).
+	events.ArtifactCreated:      on(projectGate, decideArtifactCreated),
+	events.ArtifactCommitted:    on(projectGate, decideArtifactCommitted),
+	events.ArtifactAliasesAdded: on(projectGate, decideArtifactAliases),
+	events.ArtifactDeleted:      on(projectGate, decideArtifactDeleted),
+	events.ArtifactUsed:         on(runGate, decideArtifactUsed),
 }
 
 // gate is what must hold before a rule runs. Gates are ordered: runGate

@@ -107,7 +107,7 @@ func TestDecide(t *testing.T) {
 		{name: "existing run id without resume", when: in("bob", events.RunStartedV1{RunID: "r1"}), code: CodeRunExists},
 		{name: "resume=allow on own run", when: in("bob", events.RunStartedV1{RunID: "r1", Resume: "allow"}), types: []events.Type{events.RunResumed}},
 		{name: "resume=must on a missing run", when: in("bob", events.RunStartedV1{RunID: "nope", Resume: "must"}), code: CodeRunNotFound},
-		{name: "invalid run id", when: in("bob", events.RunStartedV1{RunID: "a.b"}), code: CodeInvalid},
+		{name: "invalid run id", when: in("bob", events.RunStartedV1{RunID: "a/b"}), code: CodeInvalid},
 		{name: "config must be an object", when: in("bob", events.RunStartedV1{Config: json.RawMessage(`[1]`)}), code: CodeInvalid},
 		{name: "config too deep", when: in("bob", events.RunStartedV1{Config: json.RawMessage(strings.Repeat(`{"a":`, 20) + "1" + strings.Repeat("}", 20))}), code: CodeInvalid},
 		{name: "too many tags", when: in("bob", events.RunStartedV1{Tags: make([]string, 101)}), code: CodeInvalid},

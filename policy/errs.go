@@ -15,10 +15,11 @@ func KindOf(c Code) errs.Kind {
 		return errs.Unauthenticated
 	case CodeForbidden, CodeRunNotYours:
 		return errs.Forbidden
-	case CodeProjectNotFound, CodeRunNotFound, CodeUnknownUser, CodeUnknownEntity, CodeInviteNotFound, CodeKeyNotFound:
+	case CodeProjectNotFound, CodeRunNotFound, CodeUnknownUser, CodeUnknownEntity, CodeInviteNotFound, CodeKeyNotFound,
+		CodeArtifactNotFound:
 		return errs.NotFound
 	case CodeEntityExists, CodeEmailTaken, CodeProjectExists, CodeAlreadyMember, CodeNotMember, CodeLastAdmin,
-		CodeRunExists, CodeRunFinished:
+		CodeRunExists, CodeRunFinished, CodeArtifactExists, CodeArtifactTypeMismatch, CodeArtifactHasAliases:
 		return errs.Conflict
 	}
 	return errs.Invalid

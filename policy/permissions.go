@@ -21,6 +21,8 @@ const (
 	ManageMembers  Action = "invite, remove or change the role of members, revoke invites"
 	DeleteProject  Action = "delete the project"
 	ReadAuditTrail Action = "read the audit trail"
+	CreateArtifact Action = "create and commit artifact versions, give them aliases"
+	DeleteArtifact Action = "delete artifact versions"
 	// On an entity (a user's personal entity, or a team).
 	CreateProject        Action = "create a project in the entity"
 	ManageTeam           Action = "add team members or change their team role"
@@ -73,6 +75,8 @@ var Permissions = []Permission{
 	{ManageMembers, ScopeProject, events.RoleAdmin},
 	{DeleteProject, ScopeProject, events.RoleAdmin},
 	{ReadAuditTrail, ScopeProject, events.RoleAdmin},
+	{CreateArtifact, ScopeProject, events.RoleMember},
+	{DeleteArtifact, ScopeProject, events.RoleAdmin},
 	{CreateProject, ScopeEntity, events.RoleMember},
 	{ManageTeam, ScopeEntity, events.RoleAdmin},
 	{CreateServiceAccount, ScopeEntity, events.RoleAdmin},
@@ -116,6 +120,12 @@ var ProposalAction = []struct {
 	{events.RunDeleted, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
 	{events.RunLinesWritten, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
 	{events.RunHeartbeatRecorded, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
+	{events.RunStreamReceived, WriteOwnRun, "another member's run: " + string(WriteAnyRun)},
+	{events.ArtifactCreated, CreateArtifact, ""},
+	{events.ArtifactCommitted, CreateArtifact, ""},
+	{events.ArtifactAliasesAdded, CreateArtifact, ""},
+	{events.ArtifactUsed, WriteOwnRun, "another member's run: " + string(WriteAnyRun) + "; and " + string(ReadProject) + " on the artifact's project"},
+	{events.ArtifactDeleted, DeleteArtifact, ""},
 }
 
 // ReadEndpoint maps every HTTP read endpoint to the action it needs.
@@ -129,6 +139,8 @@ var ReadEndpoint = []struct {
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/history", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/lines", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files/{file...}", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/run-groups", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/export", ReadProject},

@@ -58,6 +58,10 @@ func matrixWorld(t *testing.T) *State {
 	}
 	apply("owner", "acme", "proj", "other", events.RunStartedV1{RunID: "other", Name: "other"})
 	apply("owner", "acme", "proj", "", events.MemberInvitedV1{Email: "pending@example.com", Role: events.RoleViewer})
+	// Artifact "ds": version "art-committed" (v0, latest), version "art-pending".
+	apply("owner", "acme", "proj", "", events.ArtifactCreatedV1{ArtifactID: "art-committed", Collection: "ds", Type: "dataset", Digest: "d0"})
+	apply("owner", "acme", "proj", "", events.ArtifactCommittedV1{ArtifactID: "art-committed", Aliases: []string{"latest"}})
+	apply("owner", "acme", "proj", "", events.ArtifactCreatedV1{ArtifactID: "art-pending", Collection: "ds", Type: "dataset", Digest: "d1"})
 	// Check the fixture against the principals' described roles.
 	for _, k := range MatrixPrincipals {
 		a := s.Users[k.Name]
@@ -121,6 +125,12 @@ func proposalCases() []proposalCase {
 		{"run_started (resume another member's run)", WriteAnyRun, ScopeProject, proj(events.RunStartedV1{RunID: "other", Resume: "allow"})},
 		{"run_resumed", Derived, ScopeProject, own(events.RunResumedV1{RunID: "x"})},
 		{"run_crashed", SystemOnly, ScopeProject, own(events.RunCrashedV1{})},
+		{"artifact_created", CreateArtifact, ScopeProject, proj(events.ArtifactCreatedV1{ArtifactID: "art-new", Collection: "ds", Type: "dataset", Digest: "d2"})},
+		{"artifact_committed", CreateArtifact, ScopeProject, proj(events.ArtifactCommittedV1{ArtifactID: "art-pending"})},
+		{"artifact_aliases_added", CreateArtifact, ScopeProject, proj(events.ArtifactAliasesAddedV1{ArtifactID: "art-committed", Aliases: []string{"best"}})},
+		{"artifact_deleted", DeleteArtifact, ScopeProject, proj(events.ArtifactDeletedV1{ArtifactID: "art-committed", Force: true})},
+		{"artifact_used (own run)", WriteOwnRun, ScopeProject, own(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
+		{"artifact_used (another member's run)", WriteAnyRun, ScopeProject, other(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
 	}
 	runWrites := []events.Payload{
 		events.RunUpdatedV1{Name: &name},
@@ -130,6 +140,7 @@ func proposalCases() []proposalCase {
 		events.RunDeletedV1{},
 		events.RunLinesWrittenV1{File: "output.log", Lines: []string{"hi"}},
 		events.RunHeartbeatRecordedV1{},
+		events.RunStreamReceivedV1{File: "wandb-history.jsonl", Offset: 0, Count: 1},
 	}
 	for _, pl := range runWrites {
 		cases = append(cases,

@@ -156,7 +156,7 @@ func TestRunIDs(t *testing.T) {
 	w.start("bob", "7c88ci0d", "") // W&B style short id
 	w.reject(policy.CodeRunExists, "bob", t0, "", events.RunStartedV1{RunID: "7c88ci0d"})
 	w.reject(policy.CodeRunExists, "bob", t0, "", events.RunStartedV1{RunID: "7c88ci0d", Resume: "never"})
-	for _, bad := range []string{"a.b", "-x", "a b", strings.Repeat("x", 65), "ü"} {
+	for _, bad := range []string{"a:b", ".x", "-x", "a b", strings.Repeat("x", 65), "ü"} {
 		w.reject(policy.CodeInvalid, "bob", t0, "", events.RunStartedV1{RunID: bad})
 	}
 	w.reject(policy.CodeForbidden, "carol", t0, "", events.RunStartedV1{RunID: "carols"})

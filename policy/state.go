@@ -50,6 +50,11 @@ type Run struct {
 	// (start, resume, rows, output, heartbeat, update...). It comes from
 	// event times, so a rebuilt state has the same value.
 	LastActivity time.Time
+	// HistoryLines counts the lines of the run's W&B history stream seen
+	// (one more than the highest line number), HistoryGaps the runs of
+	// lines that never arrived (events.ReceiveLines).
+	HistoryLines int64
+	HistoryGaps  []events.LineGap
 }
 
 // Project is a project's members, pending invites and runs.
@@ -61,6 +66,8 @@ type Project struct {
 	Runs    map[string]*Run
 	Names   map[string]string // display name -> run id
 	meta    map[string]*runMeta
+	// Collections are the project's artifacts by name.
+	Collections map[string]*Collection
 }
 
 // State is the policy's view of the log.
@@ -78,6 +85,8 @@ type State struct {
 	// decidedBy is the actor of each remembered proposal: another actor
 	// re-using the id is refused, not answered with the original outcome.
 	decidedBy map[string]string
+	// artifacts are every artifact version by id.
+	artifacts map[string]*Artifact
 	// seq is the last stream sequence applied per aggregate (entity/project,
 	// or entity/ for entity-level events), for optimistic concurrency.
 	seq map[string]uint64
@@ -98,6 +107,7 @@ func NewState() *State {
 		keys:      map[string]string{},
 		decided:   map[string]string{},
 		decidedBy: map[string]string{},
+		artifacts: map[string]*Artifact{},
 		seq:       map[string]uint64{},
 
 		CrashAfter: DefaultCrashAfter,
@@ -228,6 +238,7 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	s.applyDirectory(e)
 	s.applyProject(agg, p, e)
 	applyRun(p, run, e)
+	s.applyArtifact(p, e)
 }
 
 // applyDirectory folds users, keys and teams.
@@ -267,7 +278,7 @@ func (s *State) applyProject(agg string, p *Project, e events.Event) {
 	case events.ProjectCreatedV1:
 		s.Projects[agg] = &Project{Entity: e.Entity, Name: e.Project,
 			Members: map[string]events.Role{e.Actor: events.RoleAdmin},
-			Pending: map[string]events.Role{}, Runs: map[string]*Run{}, Names: map[string]string{}}
+			Pending: map[string]events.Role{}, Runs: map[string]*Run{}, Names: map[string]string{}, Collections: map[string]*Collection{}}
 	case events.ProjectDeletedV1:
 		delete(s.Projects, agg)
 	case events.MemberInvitedV1:
@@ -333,6 +344,10 @@ func applyRun(p *Project, run *Run, e events.Event) {
 	case events.RunHeartbeatRecordedV1:
 		if run != nil && run.State == events.StateCrashed {
 			run.State = events.StateRunning // a crashed run that reports again is running
+		}
+	case events.RunStreamReceivedV1:
+		if run != nil {
+			run.HistoryLines, run.HistoryGaps, _ = events.ReceiveLines(run.HistoryLines, run.HistoryGaps, run.LastStep, pl)
 		}
 	case events.RunDeletedV1:
 		if run != nil {

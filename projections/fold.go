@@ -276,6 +276,8 @@ func (f *fold) apply(e events.Event) error {
 		applyRunUpdate(r, pl)
 	case events.RunLinesWrittenV1:
 		return f.writeLines(r, pl)
+	case events.RunStreamReceivedV1:
+		receiveLines(r, pl)
 	case events.RunDeletedV1:
 		k := string(runKey(e.Entity, e.Project, e.Run))
 		f.runs[k] = nil
@@ -289,6 +291,28 @@ func (f *fold) apply(e events.Event) error {
 		return f.deletePrefix(linePrefix(e.Entity, e.Project, e.Run))
 	}
 	return nil
+}
+
+// receiveLines records which history lines of a W&B stream arrived and
+// the gaps the others leave.
+func receiveLines(r *Run, pl events.RunStreamReceivedV1) {
+	var gaps []events.LineGap
+	if r.DataQuality != nil {
+		gaps = r.DataQuality.HistoryGaps
+	}
+	var delta int64
+	r.HistoryLines, gaps, delta = events.ReceiveLines(r.HistoryLines, gaps, r.LastStep, pl)
+	if r.DataQuality == nil && delta == 0 && len(gaps) == 0 {
+		return
+	}
+	if r.DataQuality == nil {
+		r.DataQuality = &DataQuality{}
+	}
+	r.DataQuality.MissingHistoryLines += delta
+	r.DataQuality.HistoryGaps = gaps
+	if r.DataQuality.HistoryGaps == nil {
+		r.DataQuality.HistoryGaps = []events.LineGap{}
+	}
 }
 
 // writeLines stores lines at their line numbers, replacing what is there.

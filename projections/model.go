@@ -84,6 +84,20 @@ type Run struct {
 	// Wandb holds W&B client internals (the "_wandb" config key, host,
 	// program), kept out of Config.
 	Wandb json.RawMessage `json:"wandb,omitempty"`
+	// HistoryLines counts the lines of the run's W&B history stream that
+	// arrived (one more than the highest line number); DataQuality says
+	// what never arrived.
+	HistoryLines int64        `json:"history_lines,omitempty"`
+	DataQuality  *DataQuality `json:"data_quality,omitempty"`
+}
+
+// DataQuality is a run's summary of data that never arrived: history
+// lines its W&B client skipped (a jump of the file_stream offset), with
+// where they were (at most events.MaxLineGaps gaps are listed; every
+// missing line is counted).
+type DataQuality struct {
+	MissingHistoryLines int64            `json:"missing_history_lines"`
+	HistoryGaps         []events.LineGap `json:"history_gaps"`
 }
 
 // Line is one line of a run's text file.

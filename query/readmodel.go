@@ -255,29 +255,7 @@ func (p *ReadModel) Rebuild(ctx context.Context, progress func(RebuildProgress))
 		return projections.DigestInfo{}, fmt.Errorf("rebuild into %s: %w", target, err)
 	}
 	pr := RebuildProgress{ID: p.ID, Dir: target}
-	if last, err := p.events.LastSeq(ctx); err == nil {
-		pr.Total = last
-	}
-	p.log.Info("rebuilding the read model", "into", target, "events", pr.Total)
-	w := rateWindow{span: 10 * time.Second}
-	w.add(time.Now(), 0)
-	lastLog := time.Now()
-	every := cmp.Or(p.ProgressEvery, 10*time.Second)
-	defer p.progress.set(nil)
-	_, err = st.ReplayTo(ctx, p.events.Source(false), 0, func(seq uint64, applied int64) {
-		now := time.Now()
-		pr.Seq, pr.Applied = seq, applied
-		pr.Rate = w.add(now, uint64(applied))
-		pr.ETA = eta(pr.Total-min(seq, pr.Total), pr.Rate).Seconds()
-		p.progress.set(&pr)
-		if now.Sub(lastLog) >= every {
-			lastLog = now
-			p.log.Info("rebuilding: "+pr.String(), "seq", seq, "total", pr.Total, "events_per_s", int64(pr.Rate))
-		}
-		if progress != nil {
-			progress(pr)
-		}
-	})
+	err = p.replay(ctx, st, &pr, progress)
 	if err != nil {
 		return abandon(err)
 	}
@@ -307,6 +285,35 @@ func (p *ReadModel) Rebuild(ctx context.Context, progress func(RebuildProgress))
 		progress(pr)
 	}
 	return d, nil
+}
+
+// replay replays the whole log into st, reporting progress (events/s over
+// a window and an ETA) to progress, the log and the status.
+func (p *ReadModel) replay(ctx context.Context, st *projections.Store, pr *RebuildProgress, progress func(RebuildProgress)) error {
+	if last, err := p.events.LastSeq(ctx); err == nil {
+		pr.Total = last
+	}
+	p.log.Info("rebuilding the read model", "into", pr.Dir, "events", pr.Total)
+	w := rateWindow{span: 10 * time.Second}
+	w.add(time.Now(), 0)
+	lastLog := time.Now()
+	every := cmp.Or(p.ProgressEvery, 10*time.Second)
+	defer p.progress.set(nil)
+	_, err := st.ReplayTo(ctx, p.events.Source(false), 0, func(seq uint64, applied int64) {
+		now := time.Now()
+		pr.Seq, pr.Applied = seq, applied
+		pr.Rate = w.add(now, uint64(applied))
+		pr.ETA = eta(pr.Total-min(seq, pr.Total), pr.Rate).Seconds()
+		p.progress.set(pr)
+		if now.Sub(lastLog) >= every {
+			lastLog = now
+			p.log.Info("rebuilding: "+pr.String(), "seq", seq, "total", pr.Total, "events_per_s", int64(pr.Rate))
+		}
+		if progress != nil {
+			progress(*pr)
+		}
+	})
+	return err
 }
 
 // retire closes and removes a replaced read model, once the reads in

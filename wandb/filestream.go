@@ -77,6 +77,10 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// A stopped run keeps its summary and history: the summary must
+	// describe the history the run holds (its rows are refused as
+	// run_finished too).
+	live := rs.State == events.StateRunning || rs.State == events.StateCrashed
 	stored := func(rej *policy.Rejection, err error) bool {
 		if err != nil {
 			// A failure of Logbook itself: its coded status (507
@@ -95,18 +99,8 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	if ch, ok := body.Files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
+	if !s.storeFiles(ctx, c, entity, project, run, body.Files, live, stored) {
 		return
-	}
-	if ch, ok := body.Files[summaryFile]; ok && len(ch.Content) > 0 {
-		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
-			return
-		}
-	}
-	for _, f := range []string{outputFile, eventsFile} {
-		if ch, ok := body.Files[f]; ok && !stored(s.writeLines(ctx, c, entity, project, run, f, ch)) {
-			return
-		}
 	}
 	// "uploaded" names files whose PUT succeeded: they are in the object
 	// store already. Any other request, a heartbeat ({}) or "preempting"
@@ -130,6 +124,33 @@ func (s *Server) fileStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lbhttp.WriteJSON(w, http.StatusOK, map[string]any{})
+}
+
+// storeFiles stores what a file_stream request carries: which history
+// lines arrived (first, so that a gap, an offset jump, is recorded before
+// the rows after it), the rows, the summary and the text files. It stops
+// at the first failure, which stored has answered.
+func (s *Server) storeFiles(ctx context.Context, c *caller, entity, project, run string, files map[string]fileChunk, live bool,
+	stored func(*policy.Rejection, error) bool) bool {
+	if ch, ok := files[historyFile]; ok && len(ch.Content) > 0 && live {
+		if !stored(s.streamReceived(ctx, c, entity, project, run, ch)) {
+			return false
+		}
+	}
+	if ch, ok := files[historyFile]; ok && !stored(s.logHistory(ctx, c, entity, project, run, ch)) {
+		return false
+	}
+	if ch, ok := files[summaryFile]; ok && len(ch.Content) > 0 && live {
+		if !stored(s.summary(ctx, c, entity, project, run, ch.Content[len(ch.Content)-1])) {
+			return false
+		}
+	}
+	for _, f := range []string{outputFile, eventsFile} {
+		if ch, ok := files[f]; ok && !stored(s.writeLines(ctx, c, entity, project, run, f, ch)) {
+			return false
+		}
+	}
+	return true
 }
 
 // runPath reads and checks a run's entity, project and id from the path.
@@ -247,6 +268,33 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		}
 	}
 	return flush()
+}
+
+// streamReceived records that the chunk's history lines arrived (event
+// run_stream_received); a chunk that changes nothing (a retry) is not
+// proposed.
+func (s *Server) streamReceived(ctx context.Context, c *caller, entity, project, run string, ch fileChunk) (*policy.Rejection, error) {
+	first := int64(-1)
+	if m, err := parseLine(ch.Content[0]); err == nil {
+		if st, ok := intField(m, "_step"); ok && st >= 0 {
+			first = st
+		}
+	}
+	ev := events.Event{Entity: entity, Project: project, Run: run, Payload: events.RunStreamReceivedV1{
+		File: historyFile, Offset: ch.Offset, Count: int64(len(ch.Content)), FirstStep: first}}
+	if d := s.in.Check(withActor(ev, c)); d.Rejection == nil && len(d.Events) == 0 {
+		return nil, nil
+	}
+	_, rej, err := s.propose(ctx, c, ev, false)
+	return rej, err
+}
+
+// withActor returns ev as a proposal of c, for a dry run (Check).
+func withActor(ev events.Event, c *caller) events.Event {
+	ev.ID = events.NewID(time.Now())
+	ev.Actor = c.user.Username
+	ev.Time = time.Now().UTC()
+	return ev
 }
 
 // summary replaces the run's summary values with the numeric values of a

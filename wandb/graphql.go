@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/logbook/logbook/events"
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/policy"
+	"github.com/logbook/logbook/query"
 )
 
 // gqlRequest is a GraphQL request as both W&B clients send it.
@@ -98,7 +100,14 @@ const MaxGraphQLBody = 2 << 20
 func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	c, err := s.authenticate(r)
 	if err != nil {
-		lbhttp.WriteError(w, s.log, err)
+		// GraphQL's own error shape with the status: wandb-core shows
+		// errors[0].message (the native shape reached users as "<no message>").
+		e := lbhttp.Problem(s.log, err)
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())+1))
+		}
+		lbhttp.WriteJSON(w, lbhttp.Status(e.Kind), map[string]any{"errors": []any{
+			map[string]any{"message": e.Message, "extensions": map[string]string{"code": e.Code}}}})
 		return
 	}
 	var q gqlRequest
@@ -125,12 +134,17 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 		data, err = s.runStoppedStatus(c, q.Variables)
 	case "CreateRunFiles":
 		data, err = s.createRunFiles(r, c, q.Variables)
+	case "RunFiles":
+		data, err = s.runFiles(r, c, q.Variables)
 	case "RunUploadUrls":
 		data, err = s.runUploadURLs(r, c, q.Variables)
 	case "":
 		err = gqlErrorf("invalid", "the request names no operation (send operationName)")
 	default:
-		err = gqlErrorf("unsupported", "operation %s is not supported by Logbook", op)
+		var ok bool
+		if data, err, ok = s.artifactOp(r, c, op, q.Variables); !ok {
+			err = gqlErrorf("unsupported", "operation %s is not supported by Logbook", op)
+		}
 	}
 	if err != nil {
 		if _, ok := err.(*gqlError); !ok {
@@ -240,6 +254,15 @@ type bucket struct {
 	hasTags                                 bool
 	summary                                 string
 	hasSummary                              bool
+	hasHost                                 bool
+}
+
+// looksLikeInit reports whether an UpsertBucket carries more than a config:
+// a client's first UpsertBucket sends its host (Python) or display name,
+// job type, tags, notes or group; the later ones of the same process send
+// only what changed, at finish typically the config alone.
+func (b bucket) looksLikeInit() bool {
+	return b.hasName || b.hasJobType || b.hasTags || b.hasNotes || b.hasGroup || b.hasHost
 }
 
 // parseBucket reads and checks an UpsertBucket's variables.
@@ -280,6 +303,7 @@ func parseBucket(c *caller, v vars) (b bucket, err error) {
 			internals[n] = x
 		}
 	}
+	_, b.hasHost = str("host")
 	if len(internals) > 0 {
 		b.wb, _ = json.Marshal(internals)
 	}
@@ -334,7 +358,7 @@ func (s *Server) upsertBucket(ctx context.Context, c *caller, v vars) (any, erro
 		"inserted": inserted,
 		"bucket": map[string]any{
 			"id": bucketID("s", b.runID), "name": b.runID, "displayName": run.Name, "description": description,
-			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": run.Rows,
+			"config": wrapConfig(run.Config, sdkOf(run.Wandb)), "sweepName": nil, "historyLineCount": historyLines(run),
 			"project": map[string]any{"id": gid("Project", b.entity+"/"+b.project), "name": b.project,
 				"entity": map[string]any{"id": gid("Entity", b.entity), "name": b.entity}},
 		},
@@ -369,18 +393,30 @@ func (s *Server) proposeInit(ctx context.Context, c *caller, ev events.Event) er
 	return nil
 }
 
-// updateBucket applies an UpsertBucket to an existing run: a client that
-// initializes a finished run again resumes it; then what changed is
-// proposed as one update.
+// updateBucket applies an UpsertBucket to an existing run, then proposes
+// what changed as one update.
+//
+// Only a client that resumes (its $id came from RunResumeStatus) makes a
+// stopped run running again. A stopped run (finished, failed, killed) that
+// a client initializes again without resuming is refused with a message
+// saying so (defect 4: its new rows would be dropped while its summary was
+// replaced). An upsert that only carries config (what wandb-core sends at
+// finish, with $id null, from a run stopped through Logbook) is an update:
+// it never resumes the run (defect 1).
 func (s *Server) updateBucket(ctx context.Context, c *caller, b bucket, rs ingest.RunInfo) error {
 	ev := events.Event{Entity: b.entity, Project: b.project, Run: b.runID}
 	cfg := b.cfg
-	if rs.State != events.StateRunning && b.session != "s" {
+	stopped := rs.State != events.StateRunning && rs.State != events.StateCrashed
+	switch {
+	case b.session == "r" && rs.State != events.StateRunning:
 		ev.Payload = events.RunStartedV1{RunID: b.runID, Resume: "allow", Config: cfg}
 		if err := s.proposeInit(ctx, c, ev); err != nil {
 			return err
 		}
 		cfg = nil
+	case stopped && b.session == "" && b.looksLikeInit():
+		return gqlErrorf(string(policy.CodeRunExists), "run id %q is already used by a %s run in %s/%s; resume it "+
+			"(wandb.init(resume=\"allow\") or WANDB_RESUME=allow) or start a new run with another id", b.runID, rs.State, b.entity, b.project)
 	}
 	upd := events.RunUpdatedV1{Config: cfg, Wandb: b.wb}
 	if b.hasName {
@@ -532,7 +568,7 @@ func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, e
 		"id": bucketID("r", name), "name": name, "displayName": run.Name,
 		"config":           wrapConfig(run.Config, sdkOf(run.Wandb)),
 		"summaryMetrics":   encodeLine(run.Summary, summaryExtra),
-		"historyLineCount": run.Rows,
+		"historyLineCount": historyLines(run),
 		"eventsLineCount":  run.Lines[eventsFile],
 		"logLineCount":     run.Lines[outputFile],
 		"historyTail":      string(tailJSON),
@@ -542,6 +578,13 @@ func (s *Server) runResumeStatus(ctx context.Context, c *caller, v vars) (any, e
 		"wandbConfig":      wandbConfig,
 	}
 	return out, nil
+}
+
+// historyLines is where a client continues the run's history stream: after
+// the last line that arrived (lines lost in a gap included), or after the
+// rows of a run written by other clients.
+func historyLines(run query.RunView) int64 {
+	return max(run.Rows, run.HistoryLines)
 }
 
 // runStoppedStatus answers older clients' poll: stopped once the run was

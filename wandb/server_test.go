@@ -526,7 +526,7 @@ func TestRefusals(t *testing.T) {
 	}
 	// Unknown operations and client mistakes: 200 + errors, or 4xx, never 5xx.
 	lb.gql("/graphql", alice, "OrgFeatureFlags", `query OrgFeatureFlags { organization { flags } }`, nil).failed(t, "not supported")
-	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{"name": "bad.run"})).failed(t, "run id")
+	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{"name": "bad:run"})).failed(t, "run id")
 	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{"name": "r1", "config": "[1,2]"})).failed(t, "config")
 	if st, data := lb.call("POST", "/graphql", basic(alice), `{"query": `); st != 200 || !strings.Contains(string(data), "errors") {
 		t.Errorf("broken JSON: %d %s", st, data)

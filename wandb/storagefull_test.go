@@ -39,6 +39,7 @@ func (fullWriter) Run(string, string, string) ingest.RunInfo {
 	return ingest.RunInfo{ProjectExists: true, Exists: true, State: events.StateRunning, Owner: "alice"}
 }
 func (fullWriter) Teams(string) []string                { return nil }
+func (fullWriter) View(func(*policy.State))             {}
 func (fullWriter) KeyRef(string) (string, string, bool) { return "alice", "k1", true }
 func (fullWriter) KeyActive(string, string) bool        { return true }
 func (fullWriter) Read(context.Context, query.Request) (json.RawMessage, error) {

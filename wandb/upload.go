@@ -19,6 +19,7 @@ import (
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
 	lbhttp "github.com/logbook/logbook/http"
+	"github.com/logbook/logbook/query"
 )
 
 // Limits of uploads.
@@ -41,6 +42,8 @@ type FileStore interface {
 	// Usage is the bytes stored under names starting with prefix, the
 	// object named except left out (a file about to be replaced).
 	Usage(ctx context.Context, prefix, except string) (int64, error)
+	// List and Get read the files back.
+	query.FileStore
 }
 
 // DefaultProjectQuota is the default bound on the run files of a project.
@@ -48,7 +51,7 @@ const DefaultProjectQuota = 10 << 30
 
 // ObjectName is where a run's file is stored in FilesBucket.
 func ObjectName(entity, project, run, file string) string {
-	return entity + "/" + project + "/" + run + "/" + file
+	return query.RunFileObject(entity, project, run, file)
 }
 
 // sign signs an upload URL: the object, the expiry and the key that asked
@@ -60,13 +63,15 @@ func sign(secret []byte, object string, expires int64, user, keyID string) strin
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// validFileName accepts relative paths such as "media/images/x.png".
+// validFileName accepts relative paths such as "media/images/x.png". Any
+// character but NUL may appear in a part ('#', '?' and '\' included: the
+// upload URL escapes them); empty, "." and ".." parts are refused.
 func validFileName(name string) error {
 	if name == "" || len(name) > maxFileName || !utf8.ValidString(name) {
 		return fmt.Errorf("file name %q must be 1 to %d bytes of UTF-8", name, maxFileName)
 	}
-	if strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00?#") {
-		return fmt.Errorf("file name %q must be a relative path without '\\', '?' or '#'", name)
+	if strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("file name %q must be a relative path without NUL bytes", name)
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == "" || part == "." || part == ".." {
@@ -99,11 +104,6 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	if len(files) > maxFilesPerReq {
 		return nil, gqlErrorf("invalid", "at most %d files per request (got %d)", maxFilesPerReq, len(files))
 	}
-	for _, f := range files {
-		if err := validFileName(f); err != nil {
-			return nil, gqlErrorf("invalid", "%v", err)
-		}
-	}
 	if !s.in.Run(entity, project, run).Exists {
 		return nil, gqlErrorf("run_not_found", "run %s/%s/%s does not exist; start it with init first", entity, project, run)
 	}
@@ -123,6 +123,13 @@ func (s *Server) uploadURLs(r *http.Request, c *caller, entity, project, run str
 	out := make([]any, len(files))
 	for i, f := range files {
 		if secret == nil {
+			out[i] = map[string]any{"name": f, "uploadUrl": nil}
+			continue
+		}
+		if err := validFileName(f); err != nil {
+			// Refuse this file only: the clients skip an entry without
+			// an upload URL and upload the others.
+			s.log.Info("run file refused", "run", entity+"/"+project+"/"+run, "err", err)
 			out[i] = map[string]any{"name": f, "uploadUrl": nil}
 			continue
 		}

@@ -49,6 +49,8 @@ type Writer interface {
 	// whether it is still active (upload URLs die with their key).
 	KeyRef(hash string) (user, keyID string, ok bool)
 	KeyActive(user, keyID string) bool
+	// View calls fn with the policy state, read-locked (artifact lookups).
+	View(fn func(*policy.State))
 }
 
 // Server serves the W&B protocol.
@@ -66,6 +68,7 @@ type Server struct {
 	// API (429 rate_limited with Retry-After, which W&B clients honour).
 	// The all-in-one and ingest share one limiter between both APIs.
 	Limits *lbhttp.KeyLimiter
+	arts   ArtifactStore
 }
 
 // New returns the adapter over the write side in, the read service r and
@@ -82,6 +85,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /graphql", s.graphql)
 	mux.HandleFunc("POST /files/{entity}/{project}/{run}/file_stream", s.fileStream)
 	mux.HandleFunc("PUT /files-upload/{entity}/{project}/{run}/{file...}", s.upload)
+	s.registerArtifacts(mux)
 	mux.HandleFunc("/sdk/otel/", func(w http.ResponseWriter, r *http.Request) {
 		// wandb-core probes this; 404 switches its telemetry export off.
 		lbhttp.WriteError(w, nil, errs.New(errs.NotFound, "not_found", "Logbook does not collect W&B client telemetry"))

@@ -65,12 +65,12 @@ func TestBadInput(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"project name with a dot", alice, "POST", "/api/v1/projects", map[string]string{"name": "a.b"}, 400, "invalid"},
+		{"project name with a colon (dots are allowed)", alice, "POST", "/api/v1/projects", map[string]string{"name": "a:b"}, 400, "invalid"},
 		{"project name with a wildcard", alice, "POST", "/api/v1/projects", map[string]string{"name": "*"}, 400, "invalid"},
 		{"entity with capitals", alice, "POST", "/api/v1/projects", map[string]string{"entity": "Alice", "name": "p"}, 400, "invalid"},
 		{"unknown entity", alice, "POST", "/api/v1/projects", map[string]string{"entity": "ghost", "name": "p"}, 404, "unknown_entity"},
 		{"unknown project", alice, "POST", "/api/v1/projects/alice/nope/runs", map[string]any{}, 404, "project_not_found"},
-		{"invalid run id in path", alice, "POST", proj + "/runs/a.b/log", map[string]any{"rows": []any{}}, 400, "invalid"},
+		{"invalid run id in path", alice, "POST", proj + "/runs/a:b/log", map[string]any{"rows": []any{}}, 400, "invalid"},
 		{"invalid run id in body", alice, "POST", proj + "/runs", map[string]any{"id": "has space"}, 400, "invalid"},
 		{"run start by a non-member", mallory, "POST", proj + "/runs", map[string]any{"name": "x"}, 404, "project_not_found"},
 		{"log to a non-member's view", mallory, "POST", proj + "/runs/" + started.Run + "/log", map[string]any{"rows": []map[string]any{{"step": 5, "values": map[string]any{"x": 1}}}}, 404, "project_not_found"},
