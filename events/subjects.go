@@ -45,6 +45,9 @@ func projectToken(project string) string {
 // allowed) are their own token: the subjects of old events stay valid. The
 // name itself is kept unchanged in the event's payload and envelope.
 func SubjectToken(name string) string {
+	if name == "*" {
+		return name // the wildcard of subject filters; no name is "*"
+	}
 	for i := 0; i < len(name); i++ {
 		if !plainToken(name[i]) {
 			return escapeToken(name)

@@ -158,6 +158,19 @@ func mustProcesses(t *testing.T) system {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Reads answer once a projector serves them (query answers 503 until then).
+	reads := api{t, "http://" + queryAddr, adminKey}
+	for i := 0; ; i++ {
+		var e apiError
+		st := reads.do("GET", "/api/v1/whoami", nil, &e)
+		if st == 200 {
+			break
+		}
+		if i > 300 {
+			t.Fatalf("no projector answers reads: %d %+v", st, e)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir,
 		processes: []*proc{ns, in}}
 }
