@@ -16,6 +16,14 @@
 // itself. The subject's user token is what the decider takes as the actor,
 // so a client cannot propose as anyone else.
 //
+// The user is placed in bus.ClientsAccount, not in Logbook's account:
+// nats-server checks permissions on the subject of a publish but not on its
+// reply subject, and JetStream publishes its acknowledgement to the reply
+// subject in the account that stored the message. In ClientsAccount the
+// proposal reaches Logbook's account through a service import, which
+// replaces the reply subject with a private _R_ mapping back into
+// ClientsAccount, where nothing stores anything (see bus.AuthConf).
+//
 // Revocation: the service remembers which connections each key opened and
 // disconnects them (Kicker) as soon as the key stops authenticating, so a
 // revoked key loses its NATS connections within the watch interval.
@@ -37,16 +45,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/policy"
 )
 
 // CalloutSubject is where nats-server sends authorization requests.
 const CalloutSubject = "$SYS.REQ.USER.AUTH"
-
-// GlobalAccount is the account clients are placed in when the server
-// configures no accounts for them.
-const GlobalAccount = "$G"
 
 // InboxPrefix is the only inbox prefix a user's connection may subscribe
 // under.
@@ -92,8 +97,11 @@ type Callout struct {
 	// Issuer signs the user JWTs and the responses; its public key is the
 	// server's auth_callout issuer.
 	Issuer nkeys.KeyPair
-	// Account is where users are placed (GlobalAccount unless the server
-	// puts clients in a named account).
+	// Account is where users are placed: bus.ClientsAccount unless set.
+	// It must be an account without JetStream whose only import is the
+	// proposal subjects (see bus.AuthConf): the permissions below bind a
+	// user to its own proposal subject, the account keeps every other
+	// subject (reply subjects included) away from Logbook's streams.
 	Account  string
 	Subjects events.Subjects
 	// Authenticate resolves an API key's hash (policy.HashKey) to a
@@ -150,7 +158,7 @@ func NewPassword() string {
 // keys. Several services may run at once (a queue group).
 func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	if c.Account == "" {
-		c.Account = GlobalAccount
+		c.Account = bus.ClientsAccount
 	}
 	if c.TTL == 0 {
 		c.TTL = time.Hour

@@ -15,7 +15,10 @@ import (
 	"github.com/logbook/logbook/policy"
 )
 
-const aliceKey = "lb-alice00000000000000000000000000000000000000000000"
+const (
+	aliceKey = "lb-alice00000000000000000000000000000000000000000000"
+	bobKey   = "lb-bob0000000000000000000000000000000000000000000000"
+)
 
 // keys is a revocable key table standing in for the policy state.
 type keys struct {
@@ -39,6 +42,21 @@ func (k *keys) revoke(key string) {
 // mustServer starts the embedded server with auth and the callout service.
 func mustServer(t *testing.T) (url string, k *keys) {
 	t.Helper()
+	url, k, _ = mustServerConn(t)
+	return url, k
+}
+
+// mustServerConn is mustServer that also returns a connection of
+// Logbook's components (full rights in bus.LogbookAccount).
+func mustServerConn(t *testing.T) (url string, k *keys, nc *nats.Conn) {
+	t.Helper()
+	return mustServerIn(t, "")
+}
+
+// mustServerIn is mustServerConn with the callout placing clients in
+// account (its default if "").
+func mustServerIn(t *testing.T, account string) (url string, k *keys, nc *nats.Conn) {
+	t.Helper()
 	issuer, err := natsauth.GenerateIssuer()
 	if err != nil {
 		t.Fatal(err)
@@ -52,13 +70,13 @@ func mustServer(t *testing.T) (url string, k *keys) {
 	}
 	t.Cleanup(s.Shutdown)
 	url = bus.ClientURL(s)
-	nc, err := nats.Connect(url, nats.UserInfo("logbook", pw))
+	nc, err = nats.Connect(url, nats.UserInfo("logbook", pw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	k = &keys{m: map[string]string{policy.HashKey(aliceKey): "alice"}}
-	c := &natsauth.Callout{Issuer: issuer, Subjects: events.Subjects{Prefix: "lb"}, Authenticate: k.auth,
+	k = &keys{m: map[string]string{policy.HashKey(aliceKey): "alice", policy.HashKey(bobKey): "bob"}}
+	c := &natsauth.Callout{Issuer: issuer, Account: account, Subjects: events.Subjects{Prefix: "lb"}, Authenticate: k.auth,
 		Kicker: natsauth.ServerKicker{S: s}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -77,7 +95,7 @@ func mustServer(t *testing.T) (url string, k *keys) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return url, k
+	return url, k, nc
 }
 
 // errs collects a connection's asynchronous errors.
