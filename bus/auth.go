@@ -15,9 +15,10 @@ import (
 // lives in ClientsAccount, which has no JetStream and whose only way into
 // LogbookAccount is a service import of the proposal subjects. A reply
 // subject set by a client crosses that import as a private _R_ mapping, so
-// JetStream's publish acknowledgement goes back into ClientsAccount: no
-// subject a client names (as subject, reply subject or trace destination)
-// is ever published to in LogbookAccount. SystemAccount is nats-server's
+// the answer goes back into ClientsAccount; on the Logbook side the import
+// lands on subjects no stream captures, served by the Gateway. No subject
+// a client names (as subject, reply subject or trace destination) is ever
+// published to in LogbookAccount. SystemAccount is nats-server's
 // system account (disconnecting the clients of revoked keys).
 const (
 	LogbookAccount = "LOGBOOK"
@@ -32,7 +33,8 @@ const (
 // LOGBOOK_NATS_PASSWORD (Logbook's components) and LOGBOOK_NATS_ISSUER
 // (the public key of the auth callout's issuer; see package natsauth).
 //
-// The proposal subject lb.in.> is events.DefaultPrefix's; a test checks it.
+// The subjects lb.in.> and lb.gw.in.> are events.DefaultPrefix's; a test
+// checks them.
 const AuthConf = `# Logbook's NATS accounts and authorization, included by nats.conf and
 # cluster/n*.conf. The embedded server of "logbook" runs the same text
 # (bus.AuthConf; a test keeps them equal).
@@ -44,11 +46,16 @@ const AuthConf = `# Logbook's NATS accounts and authorization, included by nats.
 #   by ingest places it here with permission to publish its own proposals
 #   (lb.in.<username>.>) and to subscribe to its own inbox
 #   (_INBOX_<username>.>), nothing else. CLIENTS has no JetStream; its only
-#   way into LOGBOOK is the service import of lb.in.> below. A reply subject
-#   crosses a service import as a private _R_ reply mapping, so JetStream's
-#   acknowledgement of a proposal goes back into CLIENTS, whatever subject
-#   the client named: it can never be stored in LOGBOOK's streams or reach
-#   $JS.API, lb.decided.*, lb.read or another user's proposals there.
+#   way into LOGBOOK is the service import below, which maps lb.in.> to
+#   lb.gw.in.> in LOGBOOK: no stream captures those subjects; ingest's
+#   client gateway checks each proposal and stores it in the inbox with no
+#   header but a Nats-Msg-Id scoped to the user, and answers with
+#   JetStream's acknowledgement. A reply subject crosses a service import
+#   as a private _R_ reply mapping back into CLIENTS, whatever subject the
+#   client named: nothing a client sends is published to a LOGBOOK subject
+#   of its choosing (streams, KV, object stores, $JS.API, lb.decided.*,
+#   lb.read, another user's proposals). "share" makes the server tell the
+#   gateway the sender's account and user name.
 # SYS: the system account; "logbook-sys" (same password) is the user ingest
 #   disconnects the clients of revoked API keys with.
 #
@@ -62,10 +69,10 @@ accounts {
   LOGBOOK: {
     jetstream: enabled
     users: [ { user: logbook, password: $LOGBOOK_NATS_PASSWORD } ]
-    exports: [ { service: "lb.in.>", accounts: [ CLIENTS ] } ]
+    exports: [ { service: "lb.gw.in.>", accounts: [ CLIENTS ] } ]
   }
   CLIENTS: {
-    imports: [ { service: { account: LOGBOOK, subject: "lb.in.>" } } ]
+    imports: [ { service: { account: LOGBOOK, subject: "lb.gw.in.>" }, to: "lb.in.>", share: true } ]
   }
   SYS: {
     users: [ { user: logbook-sys, password: $LOGBOOK_NATS_PASSWORD } ]

@@ -43,6 +43,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/logbook/logbook/bus"
@@ -169,6 +170,17 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	c.mu.Lock()
 	c.sessions = map[session]sessionInfo{}
 	c.mu.Unlock()
+	// The clients this service admits send their proposals through the
+	// gateway (see bus.Gateway and bus.AuthConf).
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	gw := &bus.Gateway{NC: nc, JS: js, Subjects: c.Subjects, Log: c.Log.With("component", "nats-gateway")}
+	gwDone := make(chan error, 1)
+	gctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); <-gwDone }()
+	go func() { gwDone <- gw.Serve(gctx) }()
 	sub, err := nc.QueueSubscribe(CalloutSubject, "logbook-auth", func(m *nats.Msg) {
 		if err := m.Respond(c.answer(m.Data)); err != nil {
 			c.Log.Warn("answer auth callout", "err", err)
@@ -187,6 +199,9 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-gwDone:
+			gwDone <- err // for the deferred wait
+			return fmt.Errorf("client gateway: %w", err)
 		case <-tick.C:
 			c.sweep()
 		}
