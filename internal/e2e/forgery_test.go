@@ -116,7 +116,7 @@ func runForgery(t *testing.T, sys system) {
 	uploadURL := func() string {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"operationName": "CreateRunFiles",
-			"query": `mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) { createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) { runID uploadHeaders files { name uploadUrl } } }`,
+			"query":     `mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) { createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) { runID uploadHeaders files { name uploadUrl } } }`,
 			"variables": map[string]any{"entity": "owner", "project": "shared", "run": run2.RunID, "files": []string{"config.yaml"}}})
 		req, _ := http.NewRequest("POST", sys.WriteURL+"/graphql", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("api:"+w.keys["owner"])))
