@@ -25,7 +25,6 @@ import (
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/internal/forgery"
-	"github.com/logbook/logbook/natsauth"
 )
 
 // TestForgery makes more than 2,000 forgery attempts through HTTP and
@@ -356,7 +355,7 @@ func runForgery(t *testing.T, sys system) {
 	headers := forgery.Headers("lb.ev.owner.shared.run_deleted")
 	var violations atomic.Int64 // counted on the connections' callback goroutines
 	connect := func(user, key string) *nats.Conn {
-		c, err := nats.Connect(sys.NATSURL, nats.Token(key), nats.CustomInboxPrefix(natsauth.InboxPrefix(user)),
+		c, err := nats.Connect(sys.NATSURL, nats.Token(key), nats.CustomInboxPrefix(bus.InboxPrefix(user)),
 			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { violations.Add(1) }))
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
-// Package natsauth is Logbook's NATS auth callout: the service nats-server
-// asks, for every client connection that is not one of Logbook's own
-// components, who the client is and what it may do.
+// Logbook's NATS auth callout: the service nats-server asks, for every
+// client connection that is not one of Logbook's own components, who the
+// client is and what it may do.
 //
 // A client connects with its API key as the connection token (or as the
 // password, any user name). The service resolves the key against the
@@ -16,18 +16,19 @@
 // itself. The subject's user token is what the decider takes as the actor,
 // so a client cannot propose as anyone else.
 //
-// The user is placed in bus.ClientsAccount, not in Logbook's account:
+// The user is placed in ClientsAccount, not in Logbook's account:
 // nats-server checks permissions on the subject of a publish but not on its
 // reply subject, and JetStream publishes its acknowledgement to the reply
 // subject in the account that stored the message. In ClientsAccount the
 // proposal reaches Logbook's account through a service import, which
 // replaces the reply subject with a private _R_ mapping back into
-// ClientsAccount, where nothing stores anything (see bus.AuthConf).
+// ClientsAccount, where nothing stores anything (see AuthConf).
 //
 // Revocation: the service remembers which connections each key opened and
 // disconnects them (Kicker) as soon as the key stops authenticating, so a
 // revoked key loses its NATS connections within the watch interval.
-package natsauth
+
+package bus
 
 import (
 	"context"
@@ -46,7 +47,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
 	"github.com/logbook/logbook/policy"
 )
@@ -98,9 +98,9 @@ type Callout struct {
 	// Issuer signs the user JWTs and the responses; its public key is the
 	// server's auth_callout issuer.
 	Issuer nkeys.KeyPair
-	// Account is where users are placed: bus.ClientsAccount unless set.
+	// Account is where users are placed: ClientsAccount unless set.
 	// It must be an account without JetStream whose only import is the
-	// proposal subjects (see bus.AuthConf): the permissions below bind a
+	// proposal subjects (see AuthConf): the permissions below bind a
 	// user to its own proposal subject, the account keeps every other
 	// subject (reply subjects included) away from Logbook's streams.
 	Account  string
@@ -159,7 +159,7 @@ func NewPassword() string {
 // keys. Several services may run at once (a queue group).
 func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	if c.Account == "" {
-		c.Account = bus.ClientsAccount
+		c.Account = ClientsAccount
 	}
 	if c.TTL == 0 {
 		c.TTL = time.Hour
@@ -171,12 +171,12 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	c.sessions = map[session]sessionInfo{}
 	c.mu.Unlock()
 	// The clients this service admits send their proposals through the
-	// gateway (see bus.Gateway and bus.AuthConf).
+	// gateway (see Gateway and AuthConf).
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	gw := &bus.Gateway{NC: nc, JS: js, Subjects: c.Subjects, Log: c.Log.With("component", "nats-gateway")}
+	gw := &Gateway{NC: nc, JS: js, Subjects: c.Subjects, Log: c.Log.With("component", "nats-gateway")}
 	gwDone := make(chan error, 1)
 	gctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-gwDone }()

@@ -1,4 +1,4 @@
-package natsauth_test
+package bus_test
 
 import (
 	"bytes"
@@ -19,7 +19,6 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/internal/forgery"
-	"github.com/logbook/logbook/natsauth"
 )
 
 // streamDigest hashes every message of a stream (sequence, subject,
@@ -160,7 +159,7 @@ func replyAttack(t *testing.T, account string) (findings []string) {
 	inbox0 := streamInfo(t, js, bus.InboxStream)
 
 	var violations sync.Map
-	alice, err := nats.Connect(url, nats.Token(aliceKey), nats.CustomInboxPrefix(natsauth.InboxPrefix("alice")),
+	alice, err := nats.Connect(url, nats.Token(keyAlice), nats.CustomInboxPrefix(bus.InboxPrefix("alice")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations.Store(err.Error(), true) }))
 	if err != nil {
 		t.Fatal(err)
