@@ -31,7 +31,7 @@ const (
 // embedded server runs it too, so the all-in-one and an external server or
 // cluster enforce the same isolation. The secrets are variables:
 // LOGBOOK_NATS_PASSWORD (Logbook's components) and LOGBOOK_NATS_ISSUER
-// (the public key of the auth callout's issuer; see package natsauth).
+// (the public key of the auth callout's issuer; see Callout).
 //
 // The subjects lb.in.> and lb.gw.in.> are events.DefaultPrefix's; a test
 // checks them.
@@ -95,7 +95,7 @@ authorization {
 // AuthConf, as deploy/nats.conf does for an external one: Logbook's own
 // components connect as User ("logbook") with Password in LogbookAccount;
 // every other connection goes through the auth callout, whose responses
-// must be signed by Issuer (an account public key; see package natsauth),
+// must be signed by Issuer (an account public key; see Callout),
 // and lands in ClientsAccount with only the permissions the callout grants.
 type EmbeddedAuth struct {
 	User     string

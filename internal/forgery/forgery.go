@@ -2,7 +2,7 @@
 // try over NATS to get something stored, or some service called, outside
 // its own proposal subject: reply subjects naming every subject of
 // Logbook's account, and every JetStream header with a hostile value. The
-// access tests (natsauth, e2e) send their forged messages with these.
+// access tests (bus, e2e) send their forged messages with these.
 //
 // nats-server checks permissions on the subject of a publish, not on its
 // reply subject nor on headers; JetStream publishes its acknowledgement
