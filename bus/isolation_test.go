@@ -337,3 +337,88 @@ func streamInfo(t *testing.T, js jetstream.JetStream, name string) streamCounts 
 	}
 	return streamCounts{info.State.FirstSeq, info.State.LastSeq, info.State.Msgs}
 }
+
+// TestGatewayKeepsTheDeciderFetching: headers that nats.go's pull consumer
+// interprets on delivery never reach the inbox through the gateway. The
+// first half shows the hazard on a message stored directly (as the
+// account isolation without the gateway stored them): a Nats-Pin-Id pins
+// the consumer and every later pull is refused.
+func TestGatewayKeepsTheDeciderFetching(t *testing.T) {
+	url, _, nc := mustServerConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureTopology(ctx, js, bus.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	drain := func(cons jetstream.Consumer, want int) (got []string, errs []error) {
+		for i := 0; i < want+2 && len(got) < want; i++ {
+			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range msgs.Messages() {
+				got = append(got, string(m.Data()))
+				_ = m.Ack()
+			}
+			if msgs.Error() != nil {
+				errs = append(errs, msgs.Error())
+			}
+		}
+		return got, errs
+	}
+	// The hazard, on a stream and consumer of their own.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	pin := &nats.Msg{Subject: "probe.x", Data: []byte("pinned"), Header: nats.Header{"Nats-Pin-Id": []string{"x"}}}
+	if _, err := js.PublishMsg(ctx, pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "probe.x", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := js.CreateConsumer(ctx, "PROBE", jetstream.ConsumerConfig{Name: "probe", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, errs := drain(probe, 2); len(got) != 1 || len(errs) == 0 {
+		t.Logf("a stored Nats-Pin-Id no longer stalls a pull consumer (got %v, errors %v); the gateway still strips it", got, errs)
+	} else {
+		t.Logf("stored directly, a Nats-Pin-Id stalls the consumer: got %v, then %v", got, errs[0])
+	}
+
+	// Through the gateway, as a client (with another user name in its
+	// CONNECT: the callout's name for the key wins).
+	alice, err := nats.Connect(url, nats.UserInfo("bob", keyAlice), nats.CustomInboxPrefix(bus.InboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	ajs, err := jetstream.New(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*nats.Msg{
+		{Data: []byte("pinned"), Header: nats.Header{"Nats-Pin-Id": []string{"x"}}},
+		{Data: nil, Header: nats.Header{"Status": []string{"100"}, "Description": []string{"Idle Heartbeat"}}},
+		{Data: nil, Header: nats.Header{"Status": []string{"409"}, "Description": []string{"Consumer Deleted"}}},
+		{Data: []byte("after")},
+	} {
+		m.Subject = "lb.in.alice.alice._.key_created"
+		if _, err := ajs.PublishMsg(ctx, m); err != nil {
+			t.Fatalf("publish through the gateway: %v", err)
+		}
+	}
+	decider, err := js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, errs := drain(decider, 4)
+	if !slices.Equal(got, []string{"pinned", "", "", "after"}) || len(errs) != 0 {
+		t.Errorf("the decider's consumer got %q with errors %v; want all four proposals", got, errs)
+	}
+}
