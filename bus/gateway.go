@@ -111,10 +111,17 @@ func (g *Gateway) handle(ctx context.Context, m *nats.Msg) {
 	if m.Header != nil {
 		_ = json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci)
 	}
-	if err != nil || ci.Account != ClientsAccount || ci.User != user {
+	if err != nil {
+		// Not a proposal subject: what the decider would refuse as
+		// undecidable, refused here (debug: a client controls how often).
+		g.refused.Add(1)
+		g.Log.Debug("refused a client message on a subject that is no proposal", "subject", m.Subject, "err", err)
+		return
+	}
+	if ci.Account != ClientsAccount || ci.User != user {
 		g.refused.Add(1)
 		g.Log.Warn("refused a client proposal that did not come from its user's connection",
-			"subject", m.Subject, "account", ci.Account, "user", ci.User, "err", err)
+			"subject", m.Subject, "account", ci.Account, "user", ci.User)
 		return
 	}
 	out := &nats.Msg{Subject: subject, Data: m.Data, Header: nats.Header{}}
