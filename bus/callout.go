@@ -201,6 +201,9 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 			return nil
 		case err := <-gwDone:
 			gwDone <- err // for the deferred wait
+			if err == nil || ctx.Err() != nil {
+				return nil // stopping
+			}
 			return fmt.Errorf("client gateway: %w", err)
 		case <-tick.C:
 			c.sweep()
