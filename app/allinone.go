@@ -18,7 +18,6 @@ import (
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/metrics"
-	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/projections"
 )
@@ -128,7 +127,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	defer cancel()
 	var g run.Group
 	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return in.Callout(issuer, natsauth.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
+	g.Add(func() error { return in.Callout(issuer, bus.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
 	g.Add(func() error { return ServeHTTP(ctx, ln, log, true, in.Writes, reads, admin, in.WandB, in.Files, ops) }, func(error) { cancel() })
 	g.Add(func() error {

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/logbook/logbook/bus"
-	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/policy"
 )
 
@@ -50,8 +49,8 @@ func (a *NATSAuth) Options() []nats.Option {
 
 // Callout returns the auth callout service bound to the ingest side's
 // policy state: a key authenticates while it is active in the state.
-func (in *Ingest) Callout(issuer nkeys.KeyPair, kicker natsauth.Kicker) *natsauth.Callout {
-	return &natsauth.Callout{
+func (in *Ingest) Callout(issuer nkeys.KeyPair, kicker bus.Kicker) *bus.Callout {
+	return &bus.Callout{
 		Issuer:   issuer,
 		Subjects: in.Bus.Subject,
 		Kicker:   kicker,
@@ -80,18 +79,18 @@ func (in *Ingest) ServeCallout(ctx context.Context, a *NATSAuth, url string) err
 		<-ctx.Done()
 		return nil
 	}
-	issuer, err := natsauth.IssuerFromSeed(a.IssuerSeed)
+	issuer, err := bus.IssuerFromSeed(a.IssuerSeed)
 	if err != nil {
 		return err
 	}
-	var kicker natsauth.Kicker
+	var kicker bus.Kicker
 	if a.SysUser != "" {
 		sys, err := nats.Connect(url, nats.Name("logbook-ingest-sys"), nats.UserInfo(a.SysUser, a.Password), nats.MaxReconnects(-1))
 		if err != nil {
 			return fmt.Errorf("connect as the system-account user %q (disconnects revoked keys): %w", a.SysUser, err)
 		}
 		defer sys.Close()
-		kicker = natsauth.SysKicker{NC: sys}
+		kicker = bus.SysKicker{NC: sys}
 	}
 	return in.Callout(issuer, kicker).Serve(ctx, in.Bus.NC)
 }
@@ -99,7 +98,7 @@ func (in *Ingest) ServeCallout(ctx context.Context, a *NATSAuth, url string) err
 // embeddedAuth generates the embedded server's credentials for this run:
 // Logbook's password and the callout issuer, never stored.
 func embeddedAuth() (*bus.EmbeddedAuth, nkeys.KeyPair, error) {
-	issuer, err := natsauth.GenerateIssuer()
+	issuer, err := bus.GenerateIssuer()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,5 +106,5 @@ func embeddedAuth() (*bus.EmbeddedAuth, nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &bus.EmbeddedAuth{User: "logbook", Password: natsauth.NewPassword(), Issuer: pub}, issuer, nil
+	return &bus.EmbeddedAuth{User: "logbook", Password: bus.NewPassword(), Issuer: pub}, issuer, nil
 }

@@ -124,21 +124,30 @@ type EmbeddedOptions struct {
 // StartEmbedded starts an in-process nats-server with JetStream and waits
 // until it accepts connections.
 func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: "logbook",
-		Host:       o.Host,
-		Port:       o.Port,
-		JetStream:  true,
-		StoreDir:   filepath.Clean(o.Dir),
-		MaxPayload: MaxPayload,
-		NoSigs:     true,
-		NoLog:      true,
-		SyncAlways: o.SyncAlways,
+	opts := &server.Options{}
+	if o.Auth != nil {
+		// The accounts first: the fields below must not be overwritten.
+		if err := o.Auth.configure(opts); err != nil {
+			return nil, err
+		}
+		// A data directory of a release without accounts: its streams
+		// were in the global account.
+		if _, err := MigrateGlobalAccount(filepath.Clean(o.Dir)); err != nil {
+			return nil, err
+		}
 	}
+	opts.ServerName = "logbook"
+	opts.Host = o.Host
+	opts.Port = o.Port
+	opts.JetStream = true
+	opts.StoreDir = filepath.Clean(o.Dir)
+	opts.MaxPayload = MaxPayload
+	opts.NoSigs = true
+	opts.NoLog = true
+	opts.SyncAlways = o.SyncAlways
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
-	o.Auth.configure(opts)
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats: %w", err)

@@ -557,10 +557,12 @@ func (d *Decider) proposal(m inbound) (events.Event, error) {
 	if err != nil {
 		return events.Event{ID: msgID(m), Actor: user, Entity: entity, Project: project}, err
 	}
+	// The actor is the subject's user, also for a refused proposal (the
+	// rejection names who sent it, never the body's claim).
+	p.Actor = user
 	if p.Entity != entity || p.Project != project || p.Type != typ {
 		return p, fmt.Errorf("proposal body names %s/%s %s but its subject %s/%s %s", p.Entity, p.Project, p.Type, entity, project, typ)
 	}
-	p.Actor = user
 	if p.Time.IsZero() {
 		p.Time = events.IDTime(p.ID)
 	}

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/logbook/logbook/natsauth"
+	"github.com/logbook/logbook/bus"
 )
 
 // Footer is the environment the API commands read.
@@ -263,7 +263,7 @@ func natsSecretsCmd(fs *flag.FlagSet) Action {
 // natsSecrets prints fresh credentials for deploy/auth.conf as shell
 // exports: Logbook's NATS password and the auth callout's issuer.
 func natsSecrets(out io.Writer) error {
-	issuer, err := natsauth.GenerateIssuer()
+	issuer, err := bus.GenerateIssuer()
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func natsSecrets(out io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintf(out, "export LOGBOOK_NATS_PASSWORD=%s\nexport LOGBOOK_NATS_ISSUER_SEED=%s\nexport LOGBOOK_NATS_ISSUER=%s\n",
-		natsauth.NewPassword(), seed, pub)
+		bus.NewPassword(), seed, pub)
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,6 +35,9 @@ type system struct {
 	// it (also done at cleanup).
 	natsAuth *bus.EmbeddedAuth
 	stop     func()
+	// alive reports which of the system's processes (or the all-in-one)
+	// have exited.
+	alive func() error
 }
 
 // mustAllInOne starts the all-in-one Logbook in this process on random
@@ -58,8 +62,11 @@ func mustAllInOneWith(t *testing.T, configure func(*app.AllInOneConfig)) system 
 	if configure != nil {
 		configure(&cfg)
 	}
+	exited := make(chan struct{})
 	go func() {
-		done <- app.AllInOne(ctx, cfg, logs, func(a app.Addrs) { ready <- a })
+		err := app.AllInOne(ctx, cfg, logs, func(a app.Addrs) { ready <- a })
+		close(exited)
+		done <- err
 	}()
 	var a app.Addrs
 	select {
@@ -79,7 +86,15 @@ func mustAllInOneWith(t *testing.T, configure func(*app.AllInOneConfig)) system 
 		})
 	}
 	t.Cleanup(stop)
-	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir, logs: logs, natsAuth: a.NATSAuth, stop: stop}
+	alive := func() error {
+		select {
+		case <-exited:
+			return errors.New("the all-in-one Logbook exited")
+		default:
+			return nil
+		}
+	}
+	return system{WriteURL: a.HTTP, ReadURL: a.HTTP, NATSURL: a.NATS, DataDir: dir, logs: logs, natsAuth: a.NATSAuth, stop: stop, alive: alive}
 }
 
 // api is a caller with an API key.

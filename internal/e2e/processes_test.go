@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/internal/cli"
 	"github.com/logbook/logbook/internal/testbin"
 )
@@ -99,7 +100,7 @@ func waitHTTP(t *testing.T, p *proc, url string) {
 
 // mustProcesses starts nats-server (deploy/nats.conf) on a random loopback
 // port and ingest, projector and query as separate processes.
-func mustProcesses(t *testing.T) system {
+func mustProcesses(t *testing.T, ingestArgs ...string) system {
 	t.Helper()
 	bin := mustBinaries(t)
 	dir := t.TempDir()
@@ -140,8 +141,8 @@ func mustProcesses(t *testing.T) system {
 	ingestAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	queryAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	env := append([]string{"LOGBOOK_ADMIN_API_KEY=" + adminKey, "LOGBOOK_NATS_URL=" + natsURL}, secrets...)
-	in := start(t, "ingest", env, filepath.Join(bin, "ingest"), "-http.addr", ingestAddr)
-	start(t, "projector", env, filepath.Join(bin, "projector"), "-data.dir", filepath.Join(dir, "readmodel"))
+	in := start(t, "ingest", env, filepath.Join(bin, "ingest"), append([]string{"-http.addr", ingestAddr}, ingestArgs...)...)
+	proj := start(t, "projector", env, filepath.Join(bin, "projector"), "-data.dir", filepath.Join(dir, "readmodel"))
 	q := start(t, "query", env, filepath.Join(bin, "query"), "-http.addr", queryAddr)
 	waitHTTP(t, in, "http://"+ingestAddr+"/healthz")
 	waitHTTP(t, q, "http://"+queryAddr+"/healthz")
@@ -171,8 +172,29 @@ func mustProcesses(t *testing.T) system {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	var password string
+	for _, kv := range secrets {
+		if v, ok := strings.CutPrefix(kv, "LOGBOOK_NATS_PASSWORD="); ok {
+			password = v
+		}
+	}
+	all := []*proc{ns, in, proj, q}
+	alive := func() error {
+		var dead []string
+		for _, p := range all {
+			select {
+			case <-p.done:
+				dead = append(dead, fmt.Sprintf("%s (%v)", p.name, p.cmd.ProcessState))
+			default:
+			}
+		}
+		if len(dead) > 0 {
+			return fmt.Errorf("exited: %s", strings.Join(dead, ", "))
+		}
+		return nil
+	}
 	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir,
-		processes: []*proc{ns, in}}
+		processes: []*proc{ns, in}, natsAuth: &bus.EmbeddedAuth{User: "logbook", Password: password}, alive: alive}
 }
 
 // TestSharedProjectScenarioProcesses runs the scenario through nats-server,

@@ -62,7 +62,7 @@ func root(t *testing.T) string {
 func rel(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
 
 // adapters are the packages that speak a technology.
-var adapters = map[string]bool{"bus": true, "http": true, "wandb": true, "client": true, "app": true, "web": true, "natsauth": true, "metrics": true}
+var adapters = map[string]bool{"bus": true, "http": true, "wandb": true, "client": true, "app": true, "web": true, "metrics": true}
 
 // violations lists every import against the layering: the domain imports
 // no adapter and no transport library; nothing but the mains imports app;

@@ -1,6 +1,6 @@
-// Package natsauth is Logbook's NATS auth callout: the service nats-server
-// asks, for every client connection that is not one of Logbook's own
-// components, who the client is and what it may do.
+// Logbook's NATS auth callout: the service nats-server asks, for every
+// client connection that is not one of Logbook's own components, who the
+// client is and what it may do.
 //
 // A client connects with its API key as the connection token (or as the
 // password, any user name). The service resolves the key against the
@@ -16,10 +16,19 @@
 // itself. The subject's user token is what the decider takes as the actor,
 // so a client cannot propose as anyone else.
 //
+// The user is placed in ClientsAccount, not in Logbook's account:
+// nats-server checks permissions on the subject of a publish but not on its
+// reply subject, and JetStream publishes its acknowledgement to the reply
+// subject in the account that stored the message. In ClientsAccount the
+// proposal reaches Logbook's account through a service import, which
+// replaces the reply subject with a private _R_ mapping back into
+// ClientsAccount, where nothing stores anything (see AuthConf).
+//
 // Revocation: the service remembers which connections each key opened and
 // disconnects them (Kicker) as soon as the key stops authenticating, so a
 // revoked key loses its NATS connections within the watch interval.
-package natsauth
+
+package bus
 
 import (
 	"context"
@@ -35,6 +44,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/logbook/logbook/events"
@@ -43,10 +53,6 @@ import (
 
 // CalloutSubject is where nats-server sends authorization requests.
 const CalloutSubject = "$SYS.REQ.USER.AUTH"
-
-// GlobalAccount is the account clients are placed in when the server
-// configures no accounts for them.
-const GlobalAccount = "$G"
 
 // InboxPrefix is the only inbox prefix a user's connection may subscribe
 // under.
@@ -92,8 +98,11 @@ type Callout struct {
 	// Issuer signs the user JWTs and the responses; its public key is the
 	// server's auth_callout issuer.
 	Issuer nkeys.KeyPair
-	// Account is where users are placed (GlobalAccount unless the server
-	// puts clients in a named account).
+	// Account is where users are placed: ClientsAccount unless set.
+	// It must be an account without JetStream whose only import is the
+	// proposal subjects (see AuthConf): the permissions below bind a
+	// user to its own proposal subject, the account keeps every other
+	// subject (reply subjects included) away from Logbook's streams.
 	Account  string
 	Subjects events.Subjects
 	// Authenticate resolves an API key's hash (policy.HashKey) to a
@@ -150,7 +159,7 @@ func NewPassword() string {
 // keys. Several services may run at once (a queue group).
 func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	if c.Account == "" {
-		c.Account = GlobalAccount
+		c.Account = ClientsAccount
 	}
 	if c.TTL == 0 {
 		c.TTL = time.Hour
@@ -161,6 +170,17 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	c.mu.Lock()
 	c.sessions = map[session]sessionInfo{}
 	c.mu.Unlock()
+	// The clients this service admits send their proposals through the
+	// gateway (see Gateway and AuthConf).
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	gw := &Gateway{NC: nc, JS: js, Subjects: c.Subjects, Log: c.Log.With("component", "nats-gateway")}
+	gwDone := make(chan error, 1)
+	gctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); <-gwDone }()
+	go func() { gwDone <- gw.Serve(gctx) }()
 	sub, err := nc.QueueSubscribe(CalloutSubject, "logbook-auth", func(m *nats.Msg) {
 		if err := m.Respond(c.answer(m.Data)); err != nil {
 			c.Log.Warn("answer auth callout", "err", err)
@@ -179,6 +199,12 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-gwDone:
+			gwDone <- err // for the deferred wait
+			if err == nil || ctx.Err() != nil {
+				return nil // stopping
+			}
+			return fmt.Errorf("client gateway: %w", err)
 		case <-tick.C:
 			c.sweep()
 		}

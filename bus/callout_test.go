@@ -1,4 +1,4 @@
-package natsauth_test
+package bus_test
 
 import (
 	"context"
@@ -11,11 +11,13 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/natsauth"
 	"github.com/logbook/logbook/policy"
 )
 
-const aliceKey = "lb-alice00000000000000000000000000000000000000000000"
+const (
+	keyAlice = "lb-alice00000000000000000000000000000000000000000000"
+	keyBob   = "lb-bob0000000000000000000000000000000000000000000000"
+)
 
 // keys is a revocable key table standing in for the policy state.
 type keys struct {
@@ -39,12 +41,27 @@ func (k *keys) revoke(key string) {
 // mustServer starts the embedded server with auth and the callout service.
 func mustServer(t *testing.T) (url string, k *keys) {
 	t.Helper()
-	issuer, err := natsauth.GenerateIssuer()
+	url, k, _ = mustServerConn(t)
+	return url, k
+}
+
+// mustServerConn is mustServer that also returns a connection of
+// Logbook's components (full rights in bus.LogbookAccount).
+func mustServerConn(t *testing.T) (url string, k *keys, nc *nats.Conn) {
+	t.Helper()
+	return mustServerIn(t, "")
+}
+
+// mustServerIn is mustServerConn with the callout placing clients in
+// account (its default if "").
+func mustServerIn(t *testing.T, account string) (url string, k *keys, nc *nats.Conn) {
+	t.Helper()
+	issuer, err := bus.GenerateIssuer()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := issuer.PublicKey()
-	pw := natsauth.NewPassword()
+	pw := bus.NewPassword()
 	s, err := bus.StartEmbedded(bus.EmbeddedOptions{Dir: t.TempDir(), Port: -1,
 		Auth: &bus.EmbeddedAuth{User: "logbook", Password: pw, Issuer: pub}})
 	if err != nil {
@@ -52,14 +69,14 @@ func mustServer(t *testing.T) (url string, k *keys) {
 	}
 	t.Cleanup(s.Shutdown)
 	url = bus.ClientURL(s)
-	nc, err := nats.Connect(url, nats.UserInfo("logbook", pw))
+	nc, err = nats.Connect(url, nats.UserInfo("logbook", pw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	k = &keys{m: map[string]string{policy.HashKey(aliceKey): "alice"}}
-	c := &natsauth.Callout{Issuer: issuer, Subjects: events.Subjects{Prefix: "lb"}, Authenticate: k.auth,
-		Kicker: natsauth.ServerKicker{S: s}}
+	k = &keys{m: map[string]string{policy.HashKey(keyAlice): "alice", policy.HashKey(keyBob): "bob"}}
+	c := &bus.Callout{Issuer: issuer, Account: account, Subjects: events.Subjects{Prefix: "lb"}, Authenticate: k.auth,
+		Kicker: bus.ServerKicker{S: s}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Serve(ctx, nc) }()
@@ -67,7 +84,7 @@ func mustServer(t *testing.T) (url string, k *keys) {
 	// Wait until the service answers.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		cc, err := nats.Connect(url, nats.Token(aliceKey))
+		cc, err := nats.Connect(url, nats.Token(keyAlice))
 		if err == nil {
 			cc.Close()
 			break
@@ -77,18 +94,18 @@ func mustServer(t *testing.T) (url string, k *keys) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return url, k
+	return url, k, nc
 }
 
-// errs collects a connection's asynchronous errors.
-type errs struct {
+// asyncErrs collects a connection's asynchronous errors.
+type asyncErrs struct {
 	mu  sync.Mutex
 	all []string
 	ch  chan struct{}
 }
 
-func connect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, *errs, error) {
-	e := &errs{ch: make(chan struct{}, 100)}
+func connect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, *asyncErrs, error) {
+	e := &asyncErrs{ch: make(chan struct{}, 100)}
 	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		e.mu.Lock()
 		e.all = append(e.all, err.Error())
@@ -102,7 +119,7 @@ func connect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, *errs, 
 	return nc, e, err
 }
 
-func (e *errs) wait(t *testing.T, want string) {
+func (e *asyncErrs) wait(t *testing.T, want string) {
 	t.Helper()
 	select {
 	case <-e.ch:
@@ -131,15 +148,15 @@ func TestCalloutRefusesUnknownKeys(t *testing.T) {
 
 func TestCalloutGrantsOwnProposalsOnly(t *testing.T) {
 	url, _ := mustServer(t)
-	for _, opt := range []nats.Option{nats.Token(aliceKey), nats.UserInfo("anything", aliceKey)} {
-		nc, e, err := connect(t, url, opt, nats.CustomInboxPrefix(natsauth.InboxPrefix("alice")))
+	for _, opt := range []nats.Option{nats.Token(keyAlice), nats.UserInfo("anything", keyAlice)} {
+		nc, e, err := connect(t, url, opt, nats.CustomInboxPrefix(bus.InboxPrefix("alice")))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := nc.Publish("lb.in.alice.alice._.key_created", []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := nc.SubscribeSync(natsauth.InboxPrefix("alice") + ".x"); err != nil {
+		if _, err := nc.SubscribeSync(bus.InboxPrefix("alice") + ".x"); err != nil {
 			t.Fatal(err)
 		}
 		if err := nc.Flush(); err != nil {
@@ -165,17 +182,17 @@ func TestCalloutGrantsOwnProposalsOnly(t *testing.T) {
 func TestRevokedKeyIsDisconnected(t *testing.T) {
 	url, k := mustServer(t)
 	closed := make(chan struct{})
-	nc, _, err := connect(t, url, nats.Token(aliceKey), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, _, err := connect(t, url, nats.Token(keyAlice), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.revoke(aliceKey)
+	k.revoke(keyAlice)
 	select {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the connection of a revoked key is still open (status %v)", nc.Status())
 	}
-	if _, _, err := connect(t, url, nats.Token(aliceKey)); err == nil {
+	if _, _, err := connect(t, url, nats.Token(keyAlice)); err == nil {
 		t.Fatal("a revoked key connected again")
 	}
 }
