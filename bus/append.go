@@ -13,10 +13,6 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// ErrConflict means an optimistic-concurrency check failed: the aggregate got
-// a new event since the sequence the writer expected.
-var ErrConflict = errors.New("append conflict: the project changed concurrently")
-
 // Msg is one message to append to a stream.
 type Msg struct {
 	Subject string
@@ -26,6 +22,9 @@ type Msg struct {
 	// on subjects matching ExpectSubject is at sequence ExpectSeq.
 	ExpectSubject string
 	ExpectSeq     uint64
+	// OrderKey, for AppendAll: messages with the same key are stored in
+	// the order given, or AppendAll fails with ErrReordered.
+	OrderKey string
 }
 
 func (m Msg) natsMsg() *nats.Msg {
@@ -46,55 +45,82 @@ type Publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
-// Append publishes m and waits for the stream's ack, retrying with the same
-// Nats-Msg-Id until ctx ends: a plain core publish would be lost silently when
-// a server fails over. It returns the stream sequence (the original one when
-// the message was a duplicate).
+// Append publishes m and waits for the stream's ack, retrying transient
+// failures (see Transient) with the same Nats-Msg-Id until ctx ends: a
+// plain core publish would be lost silently when a server fails over. It
+// returns the stream sequence (the original one when the message was a
+// duplicate: JetStream checks the Nats-Msg-Id before any expected-sequence
+// header, so a retry of a stored message whose ack was lost is answered as
+// a duplicate even though the expectation no longer holds; after the
+// duplicate window the expectation fails instead, ErrConflict, and the
+// decider's refresh then finds the events). Other errors are returned at
+// once.
 func Append(ctx context.Context, p Publisher, m Msg) (uint64, error) {
-	backoff := 20 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	var seq uint64
+	err := Retry(ctx, nil, "append to "+m.Subject, AckTimeout, func(actx context.Context) error {
 		ack, err := p.PublishMsg(actx, m.natsMsg(), m.opts()...)
-		cancel()
-		if err == nil {
-			return ack.Sequence, nil
+		if err != nil {
+			return mapError(err)
 		}
-		if err = mapError(err); errors.Is(err, ErrConflict) {
-			return 0, err
-		}
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("append %s: %w (last error: %v)", m.Subject, ctx.Err(), err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
+		seq = ack.Sequence
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("append %s: %w", m.Subject, err)
 	}
+	return seq, err
 }
 
-// AppendAll publishes msgs asynchronously, in order, and waits for every ack;
-// failed ones are retried synchronously with their Nats-Msg-Id. It returns
-// the stream sequence of each message.
+// AppendAll appends msgs in order and returns the stream sequence of each.
+// They are published asynchronously and their acks awaited together; one
+// that fails (or whose ack does not come within AckTimeout) is retried
+// synchronously with its Nats-Msg-Id, in order.
+//
+// Messages with the same OrderKey must be stored in the order given (a
+// run's metric batches): once a publish fails or the connection drops,
+// nothing after it is published asynchronously, since a later message
+// could then be stored before an earlier one that was lost on the way. If
+// a failover still reordered them (an earlier message lost on its way to a
+// stream leader that died after a later one reached its successor), the
+// error is ErrReordered.
 func AppendAll(ctx context.Context, p Publisher, msgs []Msg) ([]uint64, error) {
 	seqs := make([]uint64, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		f, err := p.PublishMsgAsync(m.natsMsg(), m.opts()...)
-		if err == nil {
-			futures[i] = f
-		}
+	conn := publisherConn(p)
+	var reconnects uint64
+	if conn != nil {
+		reconnects = conn.Stats().Reconnects
 	}
+	for i, m := range msgs {
+		if conn != nil && (!conn.IsConnected() || conn.Stats().Reconnects != reconnects) {
+			break
+		}
+		f, err := p.PublishMsgAsync(m.natsMsg(), m.opts()...)
+		if err != nil {
+			break
+		}
+		futures[i] = f
+	}
+	timer := time.NewTimer(AckTimeout)
+	defer timer.Stop()
 	for i, f := range futures {
 		if f != nil {
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(AckTimeout)
 			select {
 			case ack := <-f.Ok():
 				seqs[i] = ack.Sequence
 				continue
 			case err := <-f.Err():
-				if errors.Is(mapError(err), ErrConflict) {
-					return nil, ErrConflict
+				if err = mapError(err); !Transient(err) {
+					return nil, fmt.Errorf("append %s: %w", msgs[i].Subject, err)
 				}
+			case <-timer.C:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -105,27 +131,26 @@ func AppendAll(ctx context.Context, p Publisher, msgs []Msg) ([]uint64, error) {
 		}
 		seqs[i] = seq
 	}
+	last := map[string]int{}
+	for i, m := range msgs {
+		if m.OrderKey == "" {
+			continue
+		}
+		if j, ok := last[m.OrderKey]; ok && seqs[j] >= seqs[i] {
+			return seqs, fmt.Errorf("%w: %s (%s) at sequence %d, before it %s at %d", ErrReordered, m.OrderKey, msgs[j].ID, seqs[j], m.ID, seqs[i])
+		}
+		last[m.OrderKey] = i
+	}
 	return seqs, nil
 }
 
-// mapError maps JetStream errors to this package's sentinels.
-func mapError(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-			return fmt.Errorf("%w (%s)", ErrConflict, apiErr.Description)
-		case errCodeBatchDuplicate:
-			return fmt.Errorf("%w (%s)", ErrAlreadyAppended, apiErr.Description)
-		}
+// publisherConn returns the NATS connection under p, if it tells.
+func publisherConn(p Publisher) *nats.Conn {
+	if c, ok := p.(interface{ Conn() *nats.Conn }); ok {
+		return c.Conn()
 	}
-	return err
+	return nil
 }
-
-// ErrAlreadyAppended means an atomic batch was refused because its messages
-// are already in the stream (their Nats-Msg-Ids are within the duplicate
-// window): an earlier attempt committed it.
-var ErrAlreadyAppended = errors.New("append: the batch is already in the stream")
 
 // Conn is what an atomic batch append needs of NATS: core publishes for the
 // batch and a request for its commit.
@@ -161,21 +186,15 @@ func AppendBatch(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error) {
 	if len(msgs) > MaxBatch {
 		return nil, fmt.Errorf("append batch of %d messages: at most %d fit in one atomic batch", len(msgs), MaxBatch)
 	}
-	backoff := 20 * time.Millisecond
-	for {
-		seqs, err := appendBatchOnce(ctx, nc, msgs)
-		if err == nil || errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) {
-			return seqs, err
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("append batch to %s: %w (last error: %v)", msgs[0].Subject, ctx.Err(), err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
+	var seqs []uint64
+	err := Retry(ctx, nil, "append batch to "+msgs[0].Subject, 0, func(ctx context.Context) (err error) {
+		seqs, err = appendBatchOnce(ctx, nc, msgs)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrAlreadyAppended) && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("append batch to %s: %w", msgs[0].Subject, err)
 	}
+	return seqs, err
 }
 
 func appendBatchOnce(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error) {
@@ -196,7 +215,7 @@ func appendBatchOnce(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error)
 			continue
 		}
 		nm.Header.Set(hdrBatchCommit, "1")
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, AckTimeout)
 		reply, err := nc.RequestMsgWithContext(rctx, nm)
 		cancel()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -39,6 +40,8 @@ type Config struct {
 	RejectionsAge time.Duration // how long rejections are kept
 	// DuplicateWindow is JetStream's Nats-Msg-Id window on the events stream.
 	DuplicateWindow time.Duration
+	// Log receives the retries of EnsureTopology (slog.Default() if nil).
+	Log *slog.Logger
 }
 
 // DefaultConfig returns the single-machine topology.
@@ -52,7 +55,9 @@ func DefaultConfig() Config {
 }
 
 // EnsureTopology creates or updates the streams and the decider's consumer.
-// It is idempotent: every component calls it at start.
+// It is idempotent: every component calls it at start. Transient failures
+// (a cluster electing its leaders, a server still starting, a request
+// timing out) are retried until ctx ends.
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error {
 	streams := []jetstream.StreamConfig{
 		{
@@ -92,17 +97,30 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 		},
 	}
 	for _, sc := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		err := Retry(ctx, c.Log, "ensure stream "+sc.Name, 10*time.Second, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
-	_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
-		Durable:       DeciderConsumer,
-		Description:   "the policy decider",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 20000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	return EnsureDecider(ctx, js, c.Log)
+}
+
+// EnsureDecider creates or updates the decider's durable consumer on the
+// inbox stream, retrying transient failures until ctx ends.
+func EnsureDecider(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	err := Retry(ctx, log, "ensure decider consumer", 10*time.Second, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
+			Durable:       DeciderConsumer,
+			Description:   "the policy decider",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 20000,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("ensure decider consumer: %w", err)
@@ -168,6 +186,10 @@ func ClientURL(s *server.Server) string {
 	return s.ClientURL()
 }
 
+// AckTimeout bounds the wait for one append's acknowledgement before it is
+// sent again (same Nats-Msg-Id, so it is stored once).
+const AckTimeout = 5 * time.Second
+
 // Connect connects to NATS with reconnects forever and returns the
 // connection and its JetStream context.
 func Connect(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
@@ -180,7 +202,9 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetSt
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats at %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// An async publish whose ack never comes (its server went away) fails
+	// after AckTimeout, and AppendAll retries it with the same Nats-Msg-Id.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(AckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

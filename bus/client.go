@@ -23,16 +23,19 @@ type Client struct {
 
 // Dial connects to NATS and ensures the streams exist.
 func Dial(ctx context.Context, url, name string, cfg Config, log *slog.Logger, opts ...nats.Option) (*Client, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	nc, js, err := Connect(url, name, opts...)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Log == nil {
+		cfg.Log = log
+	}
 	if err := EnsureTopology(ctx, js, cfg); err != nil {
 		nc.Close()
 		return nil, err
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{NC: nc, JS: js, Config: cfg, Log: log, Subject: cfg.Subjects}, nil
 }
@@ -45,11 +48,11 @@ func (c *Client) EventLog() query.EventLog {
 	return query.EventLog{
 		Source: func(follow bool) projections.Source {
 			return func(ctx context.Context, from uint64, fn func([]projections.RawRecord) error) error {
-				return c.readRecords(ctx, ReadOptions{Stream: EventsStream, From: from, Batch: 1000, Follow: follow}, fn)
+				return c.readRecords(ctx, ReadOptions{Stream: EventsStream, From: from, Batch: 1000, Follow: follow, Log: c.Log}, fn)
 			}
 		},
 		Filtered: func(ctx context.Context, filters []string, fn func([]projections.RawRecord) error) error {
-			return c.readRecords(ctx, ReadOptions{Stream: EventsStream, Filters: filters, Batch: 1000}, fn)
+			return c.readRecords(ctx, ReadOptions{Stream: EventsStream, Filters: filters, Batch: 1000, Log: c.Log}, fn)
 		},
 		LastSeq: func(ctx context.Context) (uint64, error) {
 			s, err := c.JS.Stream(ctx, EventsStream)

@@ -7,13 +7,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// deleteConsumer removes a finished ordered consumer from the server.
-func deleteConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil || info.Name == "" {
-		return
-	}
+// deleteConsumer removes a finished read's consumer from the server.
+func deleteConsumer(js jetstream.JetStream, stream, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = js.DeleteConsumer(ctx, stream, info.Name)
+	_ = js.DeleteConsumer(ctx, stream, name)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Entry is one stored message of a stream.
@@ -28,96 +30,178 @@ type ReadOptions struct {
 	// Follow keeps reading new messages until ctx ends; otherwise reading
 	// stops once the messages present at the start have been delivered.
 	Follow bool
+	// Log receives the retries of transient failures (slog.Default() if
+	// nil).
+	Log *slog.Logger
 }
 
 // Read delivers a stream's messages in order, in batches, to fn. An error
-// from fn stops the read and is returned.
+// from fn stops the read and is returned as is.
+//
+// Read rides over failures that a retry can fix (see Transient): a lost
+// server, a leader election, a consumer that vanished or skipped a
+// message. It then waits (capped, jittered backoff) and reads on with a new
+// consumer from the sequence after the last one handed to fn, so fn sees
+// every message once and in order whatever fails in between. It returns
+// any other error, and ctx.Err() once ctx ends.
 func Read(ctx context.Context, js jetstream.JetStream, o ReadOptions, fn func([]Entry) error) error {
 	if o.Batch <= 0 {
 		o.Batch = 1000
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if o.Filter != "" {
-		cfg.FilterSubjects = []string{o.Filter}
-	}
-	cfg.FilterSubjects = append(cfg.FilterSubjects, o.Filters...)
-	if o.From > 1 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = o.From
-	}
-	cons, err := js.OrderedConsumer(ctx, o.Stream, cfg)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", o.Stream, err)
-	}
-	// An ordered consumer lingers on the server until it has been idle for
-	// a while: delete it when done, so that many short reads (a refresh per
-	// rejected proposal) never pile up to the per-stream consumer limit.
-	defer deleteConsumer(js, o.Stream, cons)
-	if !o.Follow {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", o.Stream, err)
-		}
-		if info.NumPending == 0 {
+	r := &reader{js: js, o: o, fn: fn, next: max(o.From, 1), sizer: FetchSizer{Max: o.Batch}}
+	retry := newRetrying(o.Log, "read "+o.Stream)
+	for {
+		done, err := r.run(ctx, retry)
+		if done {
 			return nil
 		}
+		var fe fnError
+		if errors.As(err, &fe) {
+			return fe.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !Transient(err) {
+			return fmt.Errorf("read %s: %w", o.Stream, err)
+		}
+		if werr := retry.failed(ctx, err); werr != nil {
+			return werr
+		}
 	}
-	batch := make([]Entry, 0, o.Batch)
-	sizer := FetchSizer{Max: o.Batch}
-	n := min(o.Batch, 16) // messages per fetch: a few until their size is known
+}
+
+// fnError carries an error of Read's callback.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// reader is one Read: where it is in the stream, and its current consumer.
+type reader struct {
+	js    jetstream.JetStream
+	o     ReadOptions
+	fn    func([]Entry) error
+	next  uint64 // first sequence not yet handed to fn
+	sizer FetchSizer
+	batch []Entry
+}
+
+// readConsumerIdle is how long the server keeps a read's consumer once its
+// reader stopped asking (a reader that died without deleting it).
+const readConsumerIdle = 2 * time.Minute
+
+// run reads with one consumer, created at r.next, until the read is done
+// (done), ctx ends, or the consumer fails (err).
+func (r *reader) run(ctx context.Context, retry *retrying) (done bool, err error) {
+	cfg := jetstream.ConsumerConfig{
+		Name:              "lb_read_" + nuid.Next(),
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: readConsumerIdle,
+	}
+	if r.next > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = r.next
+	}
+	var filters []string
+	if r.o.Filter != "" {
+		filters = append(filters, r.o.Filter)
+	}
+	filters = append(filters, r.o.Filters...)
+	if len(filters) == 1 {
+		cfg.FilterSubject = filters[0]
+	} else {
+		cfg.FilterSubjects = filters
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cons, err := r.js.CreateOrUpdateConsumer(cctx, r.o.Stream, cfg)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	// Delete the consumer when done (in the background: its server may be
+	// the one that just went away), so that many short reads (a refresh
+	// per rejected proposal) never pile up to the per-stream consumer
+	// limit; the server drops a forgotten one after readConsumerIdle.
+	defer func() { go deleteConsumer(r.js, r.o.Stream, cfg.Name) }()
+	if !r.o.Follow {
+		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+			retry.ok()
+			return true, nil
+		}
+	}
+	var consSeq uint64      // the consumer's last delivery: a skip means a lost message
+	n := min(r.o.Batch, 16) // messages per fetch: a few until their size is known
+	if r.sizer.largest > 0 {
+		n = r.sizer.N()
+	}
 	for ctx.Err() == nil {
-		wait := 500 * time.Millisecond
 		msgs, err := cons.FetchNoWait(n)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", o.Stream, err)
+			return false, err
 		}
-		batch = batch[:0]
-		var pending uint64
-		for m := range msgs.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("read %s: %w", o.Stream, err)
-			}
-			batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
-			pending = md.NumPending
+		pending, err := r.collect(msgs, &consSeq)
+		if err != nil {
+			return false, err
 		}
-		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			return fmt.Errorf("read %s: %w", o.Stream, err)
-		}
-		if len(batch) == 0 {
+		if len(r.batch) == 0 {
 			// Nothing ready: wait for more with a blocking fetch of one
 			// message (returns as soon as one arrives).
-			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
 			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("read %s: %w", o.Stream, err)
+				return false, err
 			}
-			for m := range msgs.Messages() {
-				md, err := m.Metadata()
-				if err != nil {
-					return fmt.Errorf("read %s: %w", o.Stream, err)
-				}
-				batch = append(batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
-				pending = md.NumPending
+			if pending, err = r.collect(msgs, &consSeq); err != nil {
+				return false, err
 			}
-			if len(batch) == 0 {
+			if len(r.batch) == 0 {
+				retry.ok()
 				continue
 			}
 		}
-		for _, e := range batch {
-			sizer.See(len(e.Data))
+		retry.ok()
+		for _, e := range r.batch {
+			r.sizer.See(len(e.Data))
 		}
-		n = sizer.N()
-		if err := fn(batch); err != nil {
-			return err
+		n = r.sizer.N()
+		r.next = r.batch[len(r.batch)-1].Seq + 1
+		if err := r.fn(r.batch); err != nil {
+			return false, fnError{err}
 		}
-		if !o.Follow && pending == 0 {
-			return nil
+		if !r.o.Follow && pending == 0 {
+			return true, nil
 		}
 	}
-	return ctx.Err()
+	return false, ctx.Err()
+}
+
+// collect puts a fetch's messages into r.batch and returns the number of
+// messages still pending after the last one. A message that does not
+// follow the previous delivery (a message dropped in flight) is an error:
+// the read goes on with a new consumer from the last one delivered.
+func (r *reader) collect(msgs jetstream.MessageBatch, consSeq *uint64) (pending uint64, err error) {
+	r.batch = r.batch[:0]
+	for m := range msgs.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			return 0, err
+		}
+		if md.Sequence.Consumer != *consSeq+1 || md.Sequence.Stream < r.next {
+			r.batch = r.batch[:0]
+			return 0, fmt.Errorf("%w: delivery %d after %d, stream sequence %d (expected at least %d)",
+				errConsumerGap, md.Sequence.Consumer, *consSeq, md.Sequence.Stream, r.next)
+		}
+		*consSeq = md.Sequence.Consumer
+		r.batch = append(r.batch, Entry{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
+		pending = md.NumPending
+	}
+	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		r.batch = r.batch[:0]
+		return 0, err
+	}
+	return pending, nil
 }
 
 // maxFetchBytes bounds what one fetch asks for. A fetch of more than the

@@ -122,7 +122,7 @@ func (d *Decider) View(fn func(*policy.State)) {
 func (d *Decider) load(ctx context.Context) error {
 	start := time.Now()
 	n := 0
-	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Batch: 2000}, func(batch []bus.Entry) error {
+	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Batch: 2000, Log: d.log}, func(batch []bus.Entry) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, en := range batch {
@@ -154,7 +154,7 @@ func (d *Decider) refresh(ctx context.Context, entity, project string) error {
 			return nil
 		}
 	}
-	return bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.Aggregate(entity, project), From: from}, func(batch []bus.Entry) error {
+	return bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.Aggregate(entity, project), From: from, Log: d.log}, func(batch []bus.Entry) error {
 		for _, en := range batch {
 			e, err := events.Decode(en.Data)
 			if err != nil {
@@ -179,11 +179,24 @@ func (d *Decider) Run(ctx context.Context) error {
 	close(d.ready)
 	tailErr := make(chan error, 1)
 	go func() { tailErr <- d.tailEntities(ctx) }()
-	cons, err := d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+	// Transient failures (a leader election, a lost server) are retried
+	// here and inside bus; what returns is an error retrying cannot fix.
+	var cons jetstream.Consumer
+	err := bus.Retry(ctx, d.log, "decider consumer", 10*time.Second, func(ctx context.Context) (err error) {
+		cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if err = bus.EnsureDecider(ctx, d.js, d.log); err == nil {
+				cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+			}
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
-	if err := d.takeOver(ctx, cons); err != nil {
+	// Taking over is idempotent (see takeOver): a transient failure in the
+	// middle starts it again.
+	if err := bus.Retry(ctx, d.log, "take over unacknowledged proposals", 0, func(ctx context.Context) error { return d.takeOver(ctx, cons) }); err != nil {
 		return err
 	}
 	// Proposals per fetch: at most 500, and about 16 MiB of the largest
@@ -194,31 +207,20 @@ func (d *Decider) Run(ctx context.Context) error {
 			sizer.See(int(2 * info.State.Bytes / info.State.Msgs))
 		}
 	}
-	n := sizer.N()
+	pull := bus.Puller{Consumer: cons, Log: d.log, What: "fetch proposals",
+		Ensure: func(ctx context.Context) error { return bus.EnsureDecider(ctx, d.js, d.log) }}
 	for ctx.Err() == nil {
-		msgs, err := cons.FetchNoWait(n)
+		msgs, err := pull.Fetch(ctx, sizer.N(), time.Second)
 		if err != nil {
-			return fmt.Errorf("fetch proposals: %w", err)
+			if ctx.Err() != nil {
+				break
+			}
+			return err
 		}
-		batch := make([]inbound, 0, n)
-		for m := range msgs.Messages() {
+		batch := make([]inbound, 0, len(msgs))
+		for _, m := range msgs {
 			batch = append(batch, m)
 			sizer.See(len(m.Data()))
-		}
-		n = sizer.N()
-		if len(batch) == 0 {
-			msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				return fmt.Errorf("fetch proposals: %w", err)
-			}
-			for m := range msgs.Messages() {
-				batch = append(batch, m)
-				sizer.See(len(m.Data()))
-			}
-			n = sizer.N()
 		}
 		if len(batch) == 0 {
 			continue
@@ -246,7 +248,7 @@ func (d *Decider) tailEntities(ctx context.Context) error {
 	d.mu.RLock()
 	from := d.state.LastSeq() + 1
 	d.mu.RUnlock()
-	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.EntityEvents(), From: from, Follow: true},
+	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.EntityEvents(), From: from, Follow: true, Log: d.log},
 		func(batch []bus.Entry) error {
 			d.mu.Lock()
 			defer d.mu.Unlock()
@@ -351,7 +353,8 @@ func (d *Decider) decideMetrics(ctx context.Context, m inbound, p events.Event, 
 		d.notify(p.ID, out)
 	}
 	for _, e := range dec.Events {
-		pend.msgs = append(pend.msgs, bus.Msg{Subject: d.subj.Event(e), ID: e.ID}) // encoded in flush
+		// encoded in flush; a run's batches are stored in order
+		pend.msgs = append(pend.msgs, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, OrderKey: e.Entity + "/" + e.Project + "/" + e.Run})
 		pend.events = append(pend.events, e)
 		pend.waiters = append(pend.waiters, asyncNotice{proposal: p.ID, index: len(pend.msgs) - 1, out: out})
 	}
