@@ -95,7 +95,9 @@ func AppendAll(ctx context.Context, p Publisher, msgs []Msg) ([]uint64, error) {
 		if conn != nil && (!conn.IsConnected() || conn.Stats().Reconnects != reconnects) {
 			break
 		}
-		f, err := p.PublishMsgAsync(m.natsMsg(), m.opts()...)
+		// No retries inside nats.go: it would re-send a message that met
+		// no stream leader while the next one is already stored.
+		f, err := p.PublishMsgAsync(m.natsMsg(), append(m.opts(), jetstream.WithRetryAttempts(0))...)
 		if err != nil {
 			break
 		}

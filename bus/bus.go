@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -97,7 +98,13 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 		},
 	}
 	for _, sc := range streams {
-		err := Retry(ctx, c.Log, "ensure stream "+sc.Name, 10*time.Second, func(ctx context.Context) error {
+		// Short attempts: when several components create a new R3
+		// stream at once, nats-server answers only one of them; the
+		// others time out and find it on their next (jittered) attempt.
+		err := Retry(ctx, c.Log, "ensure stream "+sc.Name, ensureAttempt, func(ctx context.Context) error {
+			if s, err := js.Stream(ctx, sc.Name); err == nil && streamMatches(s.CachedInfo().Config, sc) {
+				return nil // as wanted: no update (a meta-layer proposal in a cluster)
+			}
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		})
@@ -108,18 +115,38 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 	return EnsureDecider(ctx, js, c.Log)
 }
 
+// ensureAttempt bounds one attempt to create or update a stream or the
+// decider's consumer.
+const ensureAttempt = 3 * time.Second
+
+// streamMatches reports whether a stream's configuration has every setting
+// EnsureTopology sets as it wants it.
+func streamMatches(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge &&
+		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && have.AllowAtomicPublish == want.AllowAtomicPublish
+}
+
 // EnsureDecider creates or updates the decider's durable consumer on the
 // inbox stream, retrying transient failures until ctx ends.
 func EnsureDecider(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
-	err := Retry(ctx, log, "ensure decider consumer", 10*time.Second, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
-			Durable:       DeciderConsumer,
-			Description:   "the policy decider",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 20000,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+	want := jetstream.ConsumerConfig{
+		Durable:       DeciderConsumer,
+		Description:   "the policy decider",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	err := Retry(ctx, log, "ensure decider consumer", ensureAttempt, func(ctx context.Context) error {
+		if c, err := js.Consumer(ctx, InboxStream, DeciderConsumer); err == nil {
+			if have := c.CachedInfo().Config; have.Description == want.Description && have.AckPolicy == want.AckPolicy &&
+				have.AckWait == want.AckWait && have.MaxAckPending == want.MaxAckPending && have.DeliverPolicy == want.DeliverPolicy {
+				return nil
+			}
+		}
+		_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, want)
 		return err
 	})
 	if err != nil {
@@ -184,6 +211,21 @@ func ClientURL(s *server.Server) string {
 		return "nats://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
 	}
 	return s.ClientURL()
+}
+
+// LogConnection reports the connection's disconnects and reconnects (with
+// the server it reconnected to) to log: when a node of a cluster is lost,
+// the components' logs say where each one went.
+func LogConnection(log *slog.Logger) nats.Option {
+	return func(o *nats.Options) error {
+		o.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+			log.Warn("nats disconnected, reconnecting", "err", err)
+		}
+		o.ReconnectedCB = func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedServerName(), "url", nc.ConnectedUrlRedacted())
+		}
+		return nil
+	}
 }
 
 // AckTimeout bounds the wait for one append's acknowledgement before it is

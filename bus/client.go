@@ -26,7 +26,7 @@ func Dial(ctx context.Context, url, name string, cfg Config, log *slog.Logger, o
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nc, js, err := Connect(url, name, opts...)
+	nc, js, err := Connect(url, name, append(opts, LogConnection(log))...)
 	if err != nil {
 		return nil, err
 	}

@@ -115,7 +115,7 @@ func (r *reader) run(ctx context.Context, retry *retrying) (done bool, err error
 	} else {
 		cfg.FilterSubjects = filters
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	cons, err := r.js.CreateOrUpdateConsumer(cctx, r.o.Stream, cfg)
 	cancel()
 	if err != nil {

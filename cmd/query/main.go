@@ -44,7 +44,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nc, _, err := bus.Connect(*natsURL, "logbook-query", natsAuth.Options()...)
+	nc, _, err := bus.Connect(*natsURL, "logbook-query", append(natsAuth.Options(), bus.LogConnection(log))...)
 	if err != nil {
 		return err
 	}
