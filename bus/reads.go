@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -71,10 +72,22 @@ func (n NATSReader) Read(ctx context.Context, r query.Request) (json.RawMessage,
 	if err != nil {
 		return nil, err
 	}
-	msg, err := n.NC.RequestWithContext(ctx, n.Subject, b)
+	// A read is idempotent: while no projector answers (their servers
+	// just went away and they are reconnecting) or this connection is
+	// reconnecting, ask again for a few seconds before answering 503.
+	var msg *nats.Msg
+	rctx, cancel := context.WithTimeout(ctx, readRetryFor)
+	defer cancel()
+	backoff := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	for {
+		msg, err = n.NC.RequestWithContext(ctx, n.Subject, b)
+		if err == nil || !Transient(err) || errors.Is(err, context.DeadlineExceeded) || backoff.Wait(rctx) != nil {
+			break
+		}
+	}
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, errs.E(errs.Unavailable, "no projector is answering reads")
+		if ctx.Err() == nil && Transient(err) {
+			return nil, errs.E(errs.Unavailable, "no projector is answering reads (%v)", err)
 		}
 		return nil, fmt.Errorf("read request: %w", err)
 	}
@@ -87,6 +100,10 @@ func (n NATSReader) Read(ctx context.Context, r query.Request) (json.RawMessage,
 	}
 	return out.Data, nil
 }
+
+// readRetryFor bounds how long a read is asked again while no projector
+// answers.
+const readRetryFor = 5 * time.Second
 
 // Reader reads through the projectors' NATS read service.
 func (c *Client) Reader() NATSReader {
