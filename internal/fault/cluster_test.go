@@ -253,8 +253,8 @@ func (p *readProbe) run(ctx context.Context, url, key string) {
 
 // outage returns, for the reads sent in [from, to): how long after from the
 // last read that failed was sent (0 if none failed), whether a read after it
-// answered 200, and how many reads there were.
-func (p *readProbe) outage(from, to time.Time) (last time.Duration, recovered bool, n int) {
+// answered 200, how many reads there were and how many failed.
+func (p *readProbe) outage(from, to time.Time) (last time.Duration, recovered bool, n, failed int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range p.reads {
@@ -263,12 +263,13 @@ func (p *readProbe) outage(from, to time.Time) (last time.Duration, recovered bo
 		}
 		n++
 		if r.status != 200 {
+			failed++
 			last, recovered = r.at.Sub(from), false
 		} else {
 			recovered = true
 		}
 	}
-	return last, recovered, n
+	return last, recovered, n, failed
 }
 
 // timeline describes the reads sent in [from, to): offset and status of
@@ -352,7 +353,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		probe.run(ctx, "http://"+queryAddr+"/api/v1/projects/alice/p/runs", alice)
 	}()
 	eventually(t, 30*time.Second, "query answering", func() (bool, string) {
-		_, ok, _ := probe.outage(time.Now().Add(-time.Second), time.Now())
+		_, ok, _, _ := probe.outage(time.Now().Add(-time.Second), time.Now())
 		return ok, "no 200 yet"
 	})
 
@@ -472,13 +473,13 @@ func TestClusterNodeLoss(t *testing.T) {
 		if i+1 < len(done) {
 			next = done[i+1].at
 		}
-		last, recovered, n := probe.outage(l.at, next)
+		last, recovered, n, failed := probe.outage(l.at, next)
 		if l.leader {
 			leaderLosses++
 		}
 		worst = max(worst, last)
-		t.Logf("loss %d: %s (LB_EVENTS leader: %v) %d rows logged when it restarted; healthy again after %s; %d reads, last failed read %s after the loss",
-			i+1, l.node, l.leader, l.logged, l.healedIn.Round(time.Millisecond), n, last.Round(time.Millisecond))
+		t.Logf("loss %d: %s (LB_EVENTS leader: %v) %d rows logged when it restarted; healthy again after %s; %d reads, %d failed, the last one sent %s after the loss",
+			i+1, l.node, l.leader, l.logged, l.healedIn.Round(time.Millisecond), n, failed, last.Round(time.Millisecond))
 		if !recovered || last >= readBound {
 			t.Errorf("loss %d (%s): reads failed until %s after the loss (recovered: %v), want 200 again within %s; reads: %s",
 				i+1, l.node, last, recovered, readBound, probe.timeline(l.at, next))
