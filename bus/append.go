@@ -57,7 +57,7 @@ type Publisher interface {
 // once.
 func Append(ctx context.Context, p Publisher, m Msg) (uint64, error) {
 	var seq uint64
-	err := Retry(ctx, nil, "append to "+m.Subject, AckTimeout, func(actx context.Context) error {
+	err := retryQuietly(ctx, "append to "+m.Subject, AckTimeout, func(actx context.Context) error {
 		ack, err := p.PublishMsg(actx, m.natsMsg(), m.opts()...)
 		if err != nil {
 			return mapError(err)
@@ -189,7 +189,7 @@ func AppendBatch(ctx context.Context, nc Conn, msgs []Msg) ([]uint64, error) {
 		return nil, fmt.Errorf("append batch of %d messages: at most %d fit in one atomic batch", len(msgs), MaxBatch)
 	}
 	var seqs []uint64
-	err := Retry(ctx, nil, "append batch to "+msgs[0].Subject, 0, func(ctx context.Context) (err error) {
+	err := retryQuietly(ctx, "append batch to "+msgs[0].Subject, 0, func(ctx context.Context) (err error) {
 		seqs, err = appendBatchOnce(ctx, nc, msgs)
 		return err
 	})

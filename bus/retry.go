@@ -48,12 +48,16 @@ func (b *Backoff) Reset() { b.cur = 0 }
 
 // retrying reports a run of transient failures of one operation: the first
 // one and then every 10 s at warn level, the recovery at info level, so a
-// failover leaves a few lines rather than one per attempt.
+// failover leaves a few lines rather than one per attempt. A quiet one
+// (an append: one per request, many at once) reports at debug level until
+// the failures have lasted 10 s.
 type retrying struct {
 	log      *slog.Logger
 	what     string
+	quiet    bool
 	first    time.Time
 	lastLog  time.Time
+	warned   bool
 	attempts int
 	backoff  Backoff
 }
@@ -74,7 +78,12 @@ func (r *retrying) failed(ctx context.Context, err error) error {
 	r.attempts++
 	if r.attempts == 1 || now.Sub(r.lastLog) >= 10*time.Second {
 		r.lastLog = now
-		r.log.Warn(r.what+": transient failure, retrying", "err", err, "attempts", r.attempts, "for", now.Sub(r.first).Round(time.Millisecond))
+		level := slog.LevelWarn
+		if r.quiet && now.Sub(r.first) < 10*time.Second {
+			level = slog.LevelDebug
+		}
+		r.warned = r.warned || level == slog.LevelWarn
+		r.log.Log(ctx, level, r.what+": transient failure, retrying", "err", err, "attempts", r.attempts, "for", now.Sub(r.first).Round(time.Millisecond))
 	}
 	return r.backoff.Wait(ctx)
 }
@@ -82,9 +91,13 @@ func (r *retrying) failed(ctx context.Context, err error) error {
 // ok records a success (after failures, it reports the recovery).
 func (r *retrying) ok() {
 	if r.attempts > 0 {
-		r.log.Info(r.what+": recovered", "attempts", r.attempts, "after", time.Since(r.first).Round(time.Millisecond))
+		level := slog.LevelInfo
+		if !r.warned {
+			level = slog.LevelDebug
+		}
+		r.log.Log(context.Background(), level, r.what+": recovered", "attempts", r.attempts, "after", time.Since(r.first).Round(time.Millisecond))
 	}
-	r.attempts = 0
+	r.attempts, r.warned = 0, false
 	r.backoff.Reset()
 }
 
@@ -93,7 +106,18 @@ func (r *retrying) ok() {
 // context, bounded by attempt if it is positive. Transient failures are
 // logged (see retrying) under what.
 func Retry(ctx context.Context, log *slog.Logger, what string, attempt time.Duration, op func(context.Context) error) error {
-	r := newRetrying(log, what)
+	return retry(ctx, newRetrying(log, what), attempt, op)
+}
+
+// retryQuietly is Retry for operations that many callers run at once (see
+// retrying).
+func retryQuietly(ctx context.Context, what string, attempt time.Duration, op func(context.Context) error) error {
+	r := newRetrying(nil, what)
+	r.quiet = true
+	return retry(ctx, r, attempt, op)
+}
+
+func retry(ctx context.Context, r *retrying, attempt time.Duration, op func(context.Context) error) error {
 	for {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if attempt > 0 {
@@ -106,13 +130,13 @@ func Retry(ctx context.Context, log *slog.Logger, what string, attempt time.Dura
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %v)", r.what, ctx.Err(), err)
 		}
 		if !Transient(err) {
 			return err
 		}
 		if werr := r.failed(ctx, err); werr != nil {
-			return fmt.Errorf("%s: %w (last error: %v)", what, werr, err)
+			return fmt.Errorf("%s: %w (last error: %v)", r.what, werr, err)
 		}
 	}
 }
