@@ -223,14 +223,13 @@ type readProbe struct {
 }
 
 type probeRead struct {
-	at     time.Time // when the request was sent
+	at     time.Time // when the answer (or the failure) came
 	status int       // 0: no answer
 }
 
 func (p *readProbe) run(ctx context.Context, url, key string) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for ctx.Err() == nil {
-		at := time.Now()
 		status := 0
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -242,7 +241,7 @@ func (p *readProbe) run(ctx context.Context, url, key string) {
 			return
 		}
 		p.mu.Lock()
-		p.reads = append(p.reads, probeRead{at, status})
+		p.reads = append(p.reads, probeRead{time.Now(), status})
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -251,9 +250,11 @@ func (p *readProbe) run(ctx context.Context, url, key string) {
 	}
 }
 
-// outage returns, for the reads sent in [from, to): how long after from the
-// last read that failed was sent (0 if none failed), whether a read after it
-// answered 200, how many reads there were and how many failed.
+// outage returns, for the reads that ended in [from, to) (a read is
+// counted when its answer or failure comes: one sent just before a node
+// loss and lost with it fails after it): how long after from the last
+// failure came (0 if none failed), whether a read after it answered 200,
+// how many reads there were and how many failed.
 func (p *readProbe) outage(from, to time.Time) (last time.Duration, recovered bool, n, failed int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -272,8 +273,8 @@ func (p *readProbe) outage(from, to time.Time) (last time.Duration, recovered bo
 	return last, recovered, n, failed
 }
 
-// timeline describes the reads sent in [from, to): offset and status of
-// each run of equal answers.
+// timeline describes the reads that ended in [from, to): offset and
+// status of each run of equal answers.
 func (p *readProbe) timeline(from, to time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -478,7 +479,7 @@ func TestClusterNodeLoss(t *testing.T) {
 			leaderLosses++
 		}
 		worst = max(worst, last)
-		t.Logf("loss %d: %s (LB_EVENTS leader: %v) %d rows logged when it restarted; healthy again after %s; %d reads, %d failed, the last one sent %s after the loss",
+		t.Logf("loss %d: %s (LB_EVENTS leader: %v) %d rows logged when it restarted; healthy again after %s; %d reads, %d failed, the last failure %s after the loss",
 			i+1, l.node, l.leader, l.logged, l.healedIn.Round(time.Millisecond), n, failed, last.Round(time.Millisecond))
 		if !recovered || last >= readBound {
 			t.Errorf("loss %d (%s): reads failed until %s after the loss (recovered: %v), want 200 again within %s; reads: %s",
