@@ -80,7 +80,7 @@ func (n NATSReader) Read(ctx context.Context, r query.Request) (json.RawMessage,
 	defer cancel()
 	backoff := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
-		msg, err = n.NC.RequestWithContext(ctx, n.Subject, b)
+		msg, err = n.ask(ctx, b)
 		if err == nil || !Transient(err) || errors.Is(err, context.DeadlineExceeded) || backoff.Wait(rctx) != nil {
 			break
 		}
@@ -99,6 +99,27 @@ func (n NATSReader) Read(ctx context.Context, r query.Request) (json.RawMessage,
 		return nil, out.Error
 	}
 	return out.Data, nil
+}
+
+// ask sends one read request. If this connection drops meanwhile, the
+// request or its answer may have been lost with the server: it gives up at
+// once (nats.ErrDisconnected, transient) instead of waiting for an answer
+// that will not come.
+func (n NATSReader) ask(ctx context.Context, b []byte) (*nats.Msg, error) {
+	status := n.NC.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING)
+	defer n.NC.RemoveStatusListener(status)
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if _, ok := <-status; ok {
+			cancel(nats.ErrDisconnected)
+		}
+	}()
+	msg, err := n.NC.RequestWithContext(actx, n.Subject, b)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), nats.ErrDisconnected) {
+		err = nats.ErrDisconnected
+	}
+	return msg, err
 }
 
 // readRetryFor bounds how long a read is asked again while no projector

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/query"
 )
 
 func TestTransient(t *testing.T) {
@@ -261,5 +263,72 @@ func TestAppendAllOrder(t *testing.T) {
 	seqs, err = AppendAll(context.Background(), &fakePublisher{}, msgs)
 	if err != nil || seqs[0] != 1 || seqs[1] != 2 {
 		t.Fatalf("no failure: %v %v", seqs, err)
+	}
+}
+
+// TestNATSReaderAsksAgainAfterReconnect: a read in flight when the
+// connection's server goes away is asked again once it is back, instead of
+// waiting for an answer that was lost with the server.
+func TestNATSReaderAsksAgainAfterReconnect(t *testing.T) {
+	dir := t.TempDir()
+	ns, err := StartEmbedded(EmbeddedOptions{Dir: dir, Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ns.Addr().(*net.TCPAddr).Port
+	url := ClientURL(ns)
+	responder, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer responder.Close()
+	var answer sync.Mutex
+	answering := false
+	got := make(chan struct{}, 10)
+	if _, err := responder.Subscribe(ReadSubject("lb"), func(m *nats.Msg) {
+		got <- struct{}{}
+		answer.Lock()
+		defer answer.Unlock()
+		if answering {
+			_ = m.Respond([]byte(`{"data":{"ok":true}}`))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc, _, err := Connect(url, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		data string
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		data, err := NATSReader{NC: nc, Subject: ReadSubject("lb")}.Read(ctx, query.Request{Op: query.OpWhoAmI})
+		done <- result{string(data), err, time.Since(start)}
+	}()
+	<-got // the request is in flight, and will not be answered
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	answer.Lock()
+	answering = true
+	answer.Unlock()
+	ns, err = StartEmbedded(EmbeddedOptions{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	r := <-done
+	if r.err != nil || r.data != `{"ok":true}` {
+		t.Fatalf("read across a reconnect: %q %v after %s", r.data, r.err, r.took)
+	}
+	if r.took > 15*time.Second {
+		t.Fatalf("read took %s: it waited for the lost answer", r.took)
 	}
 }
