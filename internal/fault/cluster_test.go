@@ -486,6 +486,12 @@ func TestClusterNodeLoss(t *testing.T) {
 				i+1, l.node, last, recovered, readBound, probe.timeline(l.at, next))
 		}
 	}
+	if worst > 0 {
+		// Some reads failed: what query and the projectors logged.
+		for _, p := range components[1:] {
+			t.Logf("--- %s (tail):\n%s", p.name, tail(p.out.String(), 2500))
+		}
+	}
 	if leaderLosses < losses/2 {
 		t.Errorf("%d of %d losses hit the LB_EVENTS leader, want at least %d", leaderLosses, losses, losses/2)
 	}
