@@ -206,6 +206,9 @@ func (f *fold) apply(e events.Event) error {
 	if err != nil || p == nil {
 		return err // events of a deleted project change nothing
 	}
+	if isArtifactEvent(e.Type) {
+		return f.applyArtifact(e)
+	}
 	switch pl := e.Payload.(type) {
 	case events.MemberInvitedV1:
 		if pl.Username == "" && pl.Email != "" {
@@ -285,8 +288,11 @@ func (f *fold) apply(e events.Event) error {
 		if err := f.txn.Delete([]byte(k)); err != nil {
 			return err
 		}
-		if err := f.deletePrefix(histRunPrefix(e.Entity, e.Project, e.Run)); err != nil {
-			return err
+		for _, prefix := range [][]byte{histRunPrefix(e.Entity, e.Project, e.Run), artInPrefix(e.Entity, e.Project, e.Run),
+			artOutPrefix(e.Entity, e.Project, e.Run)} {
+			if err := f.deletePrefix(prefix); err != nil {
+				return err
+			}
 		}
 		return f.deletePrefix(linePrefix(e.Entity, e.Project, e.Run))
 	}
@@ -472,6 +478,9 @@ func (f *fold) deleteProject(e, p string) error {
 		return err
 	}
 	if err := f.deletePrefix(histProjectPrefix(e, p)); err != nil {
+		return err
+	}
+	if err := f.deleteArtifacts(e, p); err != nil {
 		return err
 	}
 	return f.deletePrefix(lineProjectPrefix(e, p))

@@ -20,7 +20,7 @@ import (
 
 // Version is the projection version: bump it whenever the fold changes, and
 // a read model written by another version is rebuilt from the log.
-const Version = 2
+const Version = 3
 
 // Key layout. Names cannot contain '/', metric keys can, so the metric part
 // of a history key is separated by 0x00.
