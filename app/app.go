@@ -49,7 +49,10 @@ type Ingest struct {
 	WandB   *wandb.Server
 	// Files serves the run files W&B clients uploaded (native API).
 	Files *lbhttp.RunFiles
-	Bus   *bus.Client
+	// Artifacts serves the native artifact read API (metadata from the
+	// read service r, manifests and bytes from the artifact store).
+	Artifacts *lbhttp.Artifacts
+	Bus       *bus.Client
 }
 
 // NewIngest builds the write side on b; reads of the W&B adapter go to r.
@@ -67,16 +70,18 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	}
 	files := b.Files()
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
-	wb := wandb.New(svc, r, files, b.Log.With("component", "wandb")).WithArtifacts(b.Artifacts())
+	arts := b.Artifacts()
+	wb := wandb.New(svc, r, files, b.Log.With("component", "wandb")).WithArtifacts(arts)
 	wb.Limits = limits // one budget per key across the native and the W&B API
 	wb.ProjectQuota = c.UploadQuota
 	return &Ingest{
-		Service: svc,
-		Sweeper: &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
-		Writes:  &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
-		WandB:   wb,
-		Files:   &lbhttp.RunFiles{Files: &query.RunFiles{Reader: r, Store: files}, Log: log},
-		Bus:     b,
+		Service:   svc,
+		Sweeper:   &ingest.Sweeper{Ingest: svc, CrashAfter: crashAfter, Log: log.With("part", "crash-sweeper")},
+		Writes:    &lbhttp.Writes{Ingest: svc, Log: log, Limits: limits},
+		WandB:     wb,
+		Files:     &lbhttp.RunFiles{Files: &query.RunFiles{Reader: r, Store: files}, Log: log},
+		Artifacts: &lbhttp.Artifacts{Artifacts: &query.Artifacts{Reader: r, Store: arts}, Log: log},
+		Bus:       b,
 	}, nil
 }
 

@@ -22,6 +22,8 @@ type AsOf struct {
 	Project *ProjectView `json:"project"` // null before the project existed
 	Members []Member     `json:"members"`
 	Runs    []RunView    `json:"runs"`
+	// Artifacts are the project's artifact collections then.
+	Artifacts []CollectionView `json:"artifacts"`
 }
 
 // asOf answers the project as of r.AsOfSeq and/or r.AsOfTime by replaying
@@ -39,7 +41,7 @@ func (s *Service) asOf(ctx context.Context, r Request, role events.Role) (any, e
 		return nil, err
 	}
 	defer st.Close()
-	out := AsOf{Seq: st.Seq(), Members: []Member{}, Runs: []RunView{}}
+	out := AsOf{Seq: st.Seq(), Members: []Member{}, Runs: []RunView{}, Artifacts: []CollectionView{}}
 	if !r.AsOfTime.IsZero() {
 		out.Time = &r.AsOfTime
 	}
@@ -58,7 +60,11 @@ func (s *Service) asOf(ctx context.Context, r Request, role events.Role) (any, e
 	for i := range runs {
 		out.Runs = append(out.Runs, RunView{Run: runs[i], Summary: runs[i].Summary()})
 	}
-	return out, nil
+	colls, err := st.ArtifactCollections(r.Entity, r.Project)
+	for _, c := range colls {
+		out.Artifacts = append(out.Artifacts, collectionView(c))
+	}
+	return out, err
 }
 
 func ParseAsOf(q url.Values, req *Request) error {

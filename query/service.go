@@ -47,6 +47,11 @@ type Request struct {
 	// OpLines read.
 	File   string `json:"file,omitempty"`
 	Offset int64  `json:"offset,omitempty"`
+	// Collection and Version select an artifact collection and one of its
+	// versions (vN, an alias or a version id); OpArtifact with a Version
+	// and no Entity, Project or Collection looks a version up by id alone.
+	Collection string `json:"collection,omitempty"`
+	Version    string `json:"version,omitempty"`
 	// MinSeq makes the read wait until the read model has applied this
 	// stream sequence (read-your-writes after a write returned it).
 	MinSeq uint64 `json:"min_seq,omitempty"`
@@ -128,6 +133,9 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 	case OpProjects:
 		return s.projects(user.Username)
 	}
+	if err := s.artifactProject(user.Username, &r); err != nil {
+		return nil, err
+	}
 	proj, role, err := s.authorize(user.Username, r.Entity, r.Project)
 	if err != nil {
 		return nil, err
@@ -161,6 +169,9 @@ func (s *Service) read(ctx context.Context, r Request) (any, error) {
 		return s.asOf(ctx, r, role)
 	}
 	if v, ok, err := s.readRuns(ctx, r); ok {
+		return v, err
+	}
+	if v, ok, err := s.readArtifacts(user.Username, r); ok {
 		return v, err
 	}
 	return nil, errs.New(errs.Invalid, "invalid", "unknown read operation %q", r.Op)

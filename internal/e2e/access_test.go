@@ -113,6 +113,14 @@ func TestPermissionMatrixReads(t *testing.T) {
 			skipped++
 			continue
 		}
+		if strings.Contains(ep.Route, "{collection}") {
+			// An artifact collection or version: this world has none
+			// (artifacts are made over the W&B protocol); wandb's
+			// TestArtifactsNativeAPI checks these routes per role (Admin,
+			// Viewer, non-member) on a real version.
+			skipped++
+			continue
+		}
 		path := strings.TrimPrefix(ep.Route, "GET ")
 		path = strings.NewReplacer("{entity}", "acme", "{project}", "proj", "{run}", w.runID, "{username}", "sa-target", "{team}", "acme").Replace(path)
 		// The query each endpoint needs to answer 200 when allowed.
