@@ -85,7 +85,9 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	var g run.Group
 	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.ServeCallout(ctx, natsAuth, *natsURL) }, func(error) { cancel() })
-	g.Add(func() error { return app.ServeHTTP(ctx, ln, log, false, in.Writes, in.WandB, in.Files, in.Artifacts, ops) }, func(error) { cancel() })
+	g.Add(func() error {
+		return app.ServeHTTP(ctx, ln, log, false, in.Writes, in.WandB, in.Files, in.Artifacts, ops)
+	}, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-in.Service.Ready():
