@@ -175,8 +175,9 @@ func (s *Service) collection(r Request) (projections.ArtifactCollection, error) 
 // or a version id).
 func (s *Service) resolve(r Request) (projections.ArtifactVersion, error) {
 	if r.Collection == "" {
+		// By id alone (W&B's ArtifactByID): pending versions show too.
 		v, err := s.Store.ArtifactByID(r.Version)
-		if err == nil && v.State == projections.ArtifactCommitted && v.Entity == r.Entity && v.Project == r.Project {
+		if err == nil && v.State != projections.ArtifactDeleted && v.Entity == r.Entity && v.Project == r.Project {
 			return v, nil
 		}
 		if err != nil && !errors.Is(err, projections.ErrNotFound) {

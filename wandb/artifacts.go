@@ -223,16 +223,6 @@ func byID(id string) func(st *policy.State) *policy.Artifact {
 	return func(st *policy.State) *policy.Artifact { a, _ := st.Artifact(id); return a }
 }
 
-func byName(entity, project, coll, alias string) func(st *policy.State) *policy.Artifact {
-	return func(st *policy.State) *policy.Artifact {
-		p, ok := st.Project(entity, project)
-		if !ok || p.Collections[coll] == nil {
-			return nil
-		}
-		return p.Collections[coll].Version(st, alias)
-	}
-}
-
 // splitName splits "name:alias" (alias "latest" when none).
 func splitName(n string) (coll, alias string) {
 	coll, alias, ok := strings.Cut(n, ":")
@@ -305,7 +295,7 @@ func (s *Server) artifactOp(r *http.Request, c *caller, op string, v vars) (data
 	}
 	switch op {
 	case "ArtifactType":
-		data, err = s.artifactType(c, v)
+		data, err = s.artifactType(r.Context(), c, v)
 	case "CreateArtifact":
 		data, err = s.createArtifact(r.Context(), c, v)
 	case "CreateArtifactManifest":
@@ -316,13 +306,13 @@ func (s *Server) artifactOp(r *http.Request, c *caller, op string, v vars) (data
 		data, err = s.commitArtifact(r.Context(), c, v)
 	case "ArtifactByID":
 		id, _, _ := v.str("id")
-		a, _, found := s.readable(c, byID(id))
-		if !found || a.State == policy.ArtifactDeleted {
-			return map[string]any{"artifact": nil}, nil, true
+		a, found, _, err := s.lookup(r.Context(), c, idReq(id))
+		if err != nil || !found || a.State == policy.ArtifactDeleted {
+			return map[string]any{"artifact": nil}, err, true
 		}
 		data = map[string]any{"artifact": fragment(a)}
 	case "ArtifactMembershipByName":
-		data, err = s.membershipByName(c, v)
+		data, err = s.membershipByName(r.Context(), c, v)
 	case "UseArtifact":
 		data, err = s.useArtifact(r.Context(), c, v)
 	case "FetchArtifactManifest", "ArtifactManifest":
@@ -337,7 +327,7 @@ func (s *Server) artifactOp(r *http.Request, c *caller, op string, v vars) (data
 	return data, err, true
 }
 
-func (s *Server) artifactType(c *caller, v vars) (any, error) {
+func (s *Server) artifactType(ctx context.Context, c *caller, v vars) (any, error) {
 	entity, _, _ := v.str("entity")
 	project, _, _ := v.str("project")
 	name, _, _ := v.str("name")
@@ -345,18 +335,10 @@ func (s *Server) artifactType(c *caller, v vars) (any, error) {
 	if entity == "" {
 		entity = c.user.Username
 	}
-	var typ string
-	visible := false
-	s.in.View(func(st *policy.State) {
-		p, ok := st.Project(entity, project)
-		if !ok || !policy.Allowed(st.Role(c.user.Username, p), policy.ReadProject) {
-			return
-		}
-		visible = true
-		if col := p.Collections[coll]; col != nil {
-			typ = col.Type
-		}
-	})
+	typ, visible, err := s.collectionType(ctx, c, entity, project, coll)
+	if err != nil {
+		return nil, err
+	}
 	if !visible {
 		return map[string]any{"project": nil}, nil
 	}
@@ -690,7 +672,7 @@ func (s *Server) commitArtifact(ctx context.Context, c *caller, v vars) (any, er
 	return map[string]any{"commitArtifact": map[string]any{"artifact": map[string]any{"id": id, "digest": a.Digest}}}, nil
 }
 
-func (s *Server) membershipByName(c *caller, v vars) (any, error) {
+func (s *Server) membershipByName(ctx context.Context, c *caller, v vars) (any, error) {
 	entity, _, _ := v.str("entity")
 	project, _, _ := v.str("project")
 	name, _, _ := v.str("name")
@@ -698,15 +680,13 @@ func (s *Server) membershipByName(c *caller, v vars) (any, error) {
 		entity = c.user.Username
 	}
 	coll, alias := splitName(name)
-	visible := false
-	s.in.View(func(st *policy.State) {
-		p, ok := st.Project(entity, project)
-		visible = ok && policy.Allowed(st.Role(c.user.Username, p), policy.ReadProject)
-	})
-	if !visible {
+	a, found, hidden, err := s.lookup(ctx, c, nameReq(entity, project, coll, alias))
+	if err != nil {
+		return nil, err
+	}
+	if hidden {
 		return map[string]any{"project": nil}, nil
 	}
-	a, _, found := s.readable(c, byName(entity, project, coll, alias))
 	if !found {
 		return map[string]any{"project": map[string]any{"artifactCollectionMembership": nil}}, nil
 	}
@@ -757,9 +737,9 @@ func (s *Server) fetchManifest(r *http.Request, c *caller, v vars) (any, error) 
 	if id == "" {
 		id, _, _ = v.str("artifact_id")
 	}
-	a, _, found := s.readable(c, byID(id))
-	if !found || a.State != policy.ArtifactCommitted {
-		return map[string]any{"artifact": nil}, nil
+	a, found, _, err := s.lookup(r.Context(), c, idReq(id))
+	if err != nil || !found || a.State != policy.ArtifactCommitted {
+		return map[string]any{"artifact": nil}, err
 	}
 	u, err := s.artifactURL(r, "GET", "manifests", a.ID, "")
 	if err != nil {
@@ -813,9 +793,9 @@ func (s *Server) membershipFileURLs(r *http.Request, c *caller, v vars) (any, er
 	project, _, _ := v.str("project")
 	coll, _, _ := v.str("collection")
 	alias, _, _ := v.str("alias")
-	a, _, found := s.readable(c, byName(entity, project, coll, alias))
-	if !found {
-		return map[string]any{"project": nil}, nil
+	a, found, _, err := s.lookup(r.Context(), c, nameReq(entity, project, coll, alias))
+	if err != nil || !found {
+		return map[string]any{"project": nil}, err
 	}
 	after, first := pageArgs(v, "cursor", "perPage")
 	edges, more, end, err := s.fileNodes(r, a, after, first, nil)
@@ -833,9 +813,9 @@ func (s *Server) membershipFileURLs(r *http.Request, c *caller, v vars) (any, er
 
 func (s *Server) fileURLsByEntries(r *http.Request, c *caller, v vars) (any, error) {
 	id, _, _ := v.str("id")
-	a, _, found := s.readable(c, byID(id))
-	if !found || a.State != policy.ArtifactCommitted {
-		return map[string]any{"artifact": nil}, nil
+	a, found, _, err := s.lookup(r.Context(), c, idReq(id))
+	if err != nil || !found || a.State != policy.ArtifactCommitted {
+		return map[string]any{"artifact": nil}, err
 	}
 	var entries []struct {
 		Name string `json:"name"`
