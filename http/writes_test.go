@@ -249,3 +249,47 @@ func TestSweeperRuns(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPendingArtifactsExpire: the sweeper deletes (as the system actor) a
+// version created and never committed, once it has been pending for
+// policy.PendingArtifactTTL by the sweeper's clock, and only then; a
+// committed version is untouched.
+func TestPendingArtifactsExpire(t *testing.T) {
+	w := mustWriteSide(t, time.Minute)
+	ctx := context.Background()
+	bob := w.user("bob")
+	w.must(201, bob, "POST", "/api/v1/projects", map[string]string{"name": "p"}, nil)
+	svc := w.sw.Ingest
+	for _, id := range []string{"01JDX00000000000000000ART1", "01JDX00000000000000000ART2"} {
+		if _, err := svc.Submit(ctx, events.Event{Actor: "bob", Entity: "bob", Project: "p", Payload: events.ArtifactCreatedV1{
+			ArtifactID: id, Collection: "ds", Type: "dataset", Digest: "d-" + id}}, ingest.Wait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.Submit(ctx, events.Event{Actor: "bob", Entity: "bob", Project: "p",
+		Payload: events.ArtifactCommittedV1{ArtifactID: "01JDX00000000000000000ART2"}}, ingest.Wait); err != nil {
+		t.Fatal(err)
+	}
+	state := func(id string) string {
+		var st string
+		w.d.View(func(s *policy.State) {
+			if a, _ := s.Artifact(id); a != nil {
+				st = a.State
+			}
+		})
+		return st
+	}
+	now := time.Now()
+	if n, err := w.sw.ExpireArtifacts(ctx, now.Add(policy.PendingArtifactTTL-time.Minute)); err != nil || n != 0 {
+		t.Fatalf("expiry before the TTL: %d, %v", n, err)
+	}
+	if n, err := w.sw.ExpireArtifacts(ctx, now.Add(policy.PendingArtifactTTL+time.Minute)); err != nil || n != 1 {
+		t.Fatalf("expiry after the TTL: %d, %v", n, err)
+	}
+	if a, b := state("01JDX00000000000000000ART1"), state("01JDX00000000000000000ART2"); a != policy.ArtifactDeleted || b != policy.ArtifactCommitted {
+		t.Fatalf("states after expiry: pending one %s, committed one %s", a, b)
+	}
+	if n, _ := w.sw.ExpireArtifacts(ctx, now.Add(2*policy.PendingArtifactTTL)); n != 0 {
+		t.Fatalf("second expiry deleted %d", n)
+	}
+}

@@ -34,6 +34,7 @@ type Sweeper struct {
 	Log        *slog.Logger
 
 	started time.Time
+	expired time.Time // last ExpireArtifacts
 }
 
 // Run sweeps until ctx ends. Runs are given CrashAfter from the sweeper's
@@ -59,6 +60,12 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		case now := <-t.C:
 			if _, err := s.SweepOnce(ctx, now); err != nil && ctx.Err() == nil {
 				s.log().Warn("crash sweep", "err", err)
+			}
+			if now.Sub(s.expired) >= time.Minute {
+				s.expired = now
+				if _, err := s.ExpireArtifacts(ctx, now); err != nil && ctx.Err() == nil {
+					s.log().Warn("artifact expiry", "err", err)
+				}
 			}
 		}
 	}
@@ -102,4 +109,34 @@ func (s *Sweeper) SweepOnce(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return crashed, errors.Join(errs...)
+}
+
+// ExpireArtifacts proposes, with time now, the deletion of every artifact
+// version pending for policy.PendingArtifactTTL at now (a client that
+// created it and never committed), and returns how many it deleted. Their
+// file bodies are then reclaimed by garbage collection unless a live
+// version names them.
+func (s *Sweeper) ExpireArtifacts(ctx context.Context, now time.Time) (int, error) {
+	var stale []policy.PendingArtifact
+	s.Ingest.Decider.View(func(st *policy.State) { stale = policy.StalePendingArtifacts(st, now) })
+	n := 0
+	var errs []error
+	for _, a := range stale {
+		p := events.Event{ID: events.NewID(now), Actor: policy.SystemActor, Time: now.UTC(),
+			Entity: a.Entity, Project: a.Project, Payload: events.ArtifactDeletedV1{ArtifactID: a.ID}}
+		out, err := s.Ingest.Submit(ctx, p, Wait)
+		if out.Rejection != nil {
+			s.log().Debug("artifact not expired", "artifact", a.ID, "code", out.Rejection.Code, "reason", out.Rejection.Message)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if out.Seq > 0 {
+			n++
+			s.log().Info("pending artifact version expired", "entity", a.Entity, "project", a.Project, "artifact", a.ID, "created", a.Created)
+		}
+	}
+	return n, errors.Join(errs...)
 }

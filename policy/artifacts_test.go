@@ -72,3 +72,50 @@ func TestArtifactFold(t *testing.T) {
 		t.Fatalf("live set %v %v", objects, versions)
 	}
 }
+
+// TestPendingArtifactExpiry: the system deletes a version pending for
+// PendingArtifactTTL at the proposal's time, never earlier, never a
+// committed one; users cannot use the system's rule.
+func TestPendingArtifactExpiry(t *testing.T) {
+	s := matrixWorld(t)
+	a, _ := s.Artifact("art-pending")
+	created := a.Created
+	prop := func(id string, at time.Time) events.Event {
+		return events.Event{ID: events.NewID(at), Actor: SystemActor, Time: at, Entity: "acme", Project: "proj",
+			Type: events.ArtifactDeleted, Payload: events.ArtifactDeletedV1{ArtifactID: id}}
+	}
+	if st := StalePendingArtifacts(s, created.Add(PendingArtifactTTL-time.Second)); len(st) != 0 {
+		t.Fatalf("stale too early: %v", st)
+	}
+	if d := Decide(s, prop("art-pending", created.Add(PendingArtifactTTL-time.Second))); d.Rejection == nil {
+		t.Fatalf("expired too early: %+v", d)
+	}
+	now := created.Add(PendingArtifactTTL)
+	st := StalePendingArtifacts(s, now)
+	if len(st) != 1 || st[0].ID != "art-pending" {
+		t.Fatalf("stale: %v", st)
+	}
+	if d := Decide(s, prop("art-committed", now.Add(365*24*time.Hour))); d.Rejection != nil || len(d.Events) != 0 {
+		t.Fatalf("a committed version expired: %+v", d)
+	}
+	d := Decide(s, prop("art-pending", now))
+	if d.Rejection != nil || len(d.Events) != 1 || d.Events[0].Actor != SystemActor {
+		t.Fatalf("expiry: %+v", d)
+	}
+	s.Apply(5000, d.Events[0])
+	if a, _ := s.Artifact("art-pending"); a.State != ArtifactDeleted {
+		t.Fatalf("state %s", a.State)
+	}
+	if _, versions := s.LiveObjects(); versions["art-pending"] {
+		t.Fatal("an expired version is still live for GC")
+	}
+	if st := StalePendingArtifacts(s, now.Add(time.Hour)); len(st) != 0 {
+		t.Fatalf("stale after expiry: %v", st)
+	}
+	// The system may still propose nothing else of artifacts.
+	other := prop("art-committed", now)
+	other.Type, other.Payload = events.ArtifactAliasesAdded, events.ArtifactAliasesAddedV1{ArtifactID: "art-committed", Aliases: []string{"x"}}
+	if d := Decide(s, other); d.Rejection == nil || d.Rejection.Code != CodeForbidden {
+		t.Fatalf("system alias: %+v", d)
+	}
+}

@@ -62,8 +62,11 @@ func StaleRuns(s *State, now time.Time) []RunRef {
 // alone, so the log (not the sweeper's clock at replay) says why a run
 // crashed.
 func decideSystem(s *State, p events.Event) Decision {
+	if pl, ok := p.Payload.(events.ArtifactDeletedV1); ok {
+		return decideArtifactExpired(s, p, pl)
+	}
 	if _, ok := p.Payload.(events.RunCrashedV1); !ok {
-		return reject(CodeForbidden, "the system actor may only propose %s, not %s", events.RunCrashed, p.Type)
+		return reject(CodeForbidden, "the system actor may only propose %s or %s, not %s", events.RunCrashed, events.ArtifactDeleted, p.Type)
 	}
 	proj, ok := s.Project(p.Entity, p.Project)
 	if !ok {
@@ -98,4 +101,49 @@ func decideHeartbeat(pr *proposal, _ events.RunHeartbeatRecordedV1) Decision {
 		return accept()
 	}
 	return reject(CodeRunFinished, "run %q is %s; resume it before sending heartbeats", pr.p.Run, run.State)
+}
+
+// PendingArtifactTTL is how long a version may stay pending (created, never
+// committed: its client died or gave up) before Logbook deletes it: twice
+// an upload URL's life (24 hours), so no client still uploading loses it.
+// Its bodies are then garbage unless a live version names them.
+const PendingArtifactTTL = 48 * time.Hour
+
+// PendingArtifact names a pending version.
+type PendingArtifact struct {
+	Entity, Project, ID string
+	Created             time.Time
+}
+
+// StalePendingArtifacts lists the versions pending for PendingArtifactTTL
+// at time now, in a stable order: what the sweeper proposes to delete.
+func StalePendingArtifacts(s *State, now time.Time) []PendingArtifact {
+	var out []PendingArtifact
+	for _, a := range s.artifacts {
+		if a.State != ArtifactPending || now.Sub(a.Created) < PendingArtifactTTL {
+			continue
+		}
+		if _, ok := s.Project(a.Entity, a.Project); ok {
+			out = append(out, PendingArtifact{Entity: a.Entity, Project: a.Project, ID: a.ID, Created: a.Created})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// decideArtifactExpired lets the system delete a version that has been
+// pending for PendingArtifactTTL at the proposal's time (event times
+// alone decide, as for crashes).
+func decideArtifactExpired(s *State, p events.Event, pl events.ArtifactDeletedV1) Decision {
+	a, proj := s.Artifact(pl.ArtifactID)
+	if a == nil || proj.Entity != p.Entity || proj.Name != p.Project {
+		return reject(CodeArtifactNotFound, "artifact %q does not exist in %s/%s", pl.ArtifactID, p.Entity, p.Project)
+	}
+	if a.State != ArtifactPending {
+		return accept() // committed or deleted meanwhile: nothing to do
+	}
+	if age := p.Time.Sub(a.Created); age < PendingArtifactTTL {
+		return reject(CodeForbidden, "artifact %q has been pending for %s; it expires after %s", a.ID, age.Round(time.Second), PendingArtifactTTL)
+	}
+	return accept(events.Event{Entity: p.Entity, Project: p.Project, Payload: events.ArtifactDeletedV1{ArtifactID: a.ID}})
 }
