@@ -102,11 +102,13 @@ func read(t *testing.T, r query.Reader, req query.Request) (json.RawMessage, err
 func TestReaderContract(t *testing.T) {
 	rs := readers(t)
 	cases := map[string]query.Request{
-		"projects": {Op: query.OpProjects},
-		"run":      {Op: query.OpRun, Entity: "alice", Project: "p", Run: "r1"},
-		"history":  {Op: query.OpHistory, Entity: "alice", Project: "p", Run: "r1", MinStep: 10, MaxStep: 20},
-		"search":   {Op: query.OpSearchRuns, Entity: "alice", Project: "p", Runs: &query.RunsRequest{}},
-		"sampled":  {Op: query.OpDownsample, Entity: "alice", Project: "p", Run: "r1", Metric: "loss", Runs: &query.RunsRequest{Buckets: 50}},
+		"projects":             {Op: query.OpProjects},
+		"run":                  {Op: query.OpRun, Entity: "alice", Project: "p", Run: "r1"},
+		"history":              {Op: query.OpHistory, Entity: "alice", Project: "p", Run: "r1", MinStep: 10, MaxStep: 20},
+		"search":               {Op: query.OpSearchRuns, Entity: "alice", Project: "p", Runs: &query.RunsRequest{}},
+		"sampled":              {Op: query.OpDownsample, Entity: "alice", Project: "p", Run: "r1", Metric: "loss", Runs: &query.RunsRequest{Buckets: 50}},
+		"artifact collections": {Op: query.OpArtifactCollections, Entity: "alice", Project: "p"},
+		"run artifacts":        {Op: query.OpRunArtifacts, Entity: "alice", Project: "p", Run: "r1"},
 	}
 	for name, req := range cases {
 		var want json.RawMessage
@@ -131,6 +133,9 @@ func TestReaderContract(t *testing.T) {
 		"unknown project": {query.Request{Op: query.OpRun, Entity: "alice", Project: "q", Run: "r1"}, errs.NotFound, "project_not_found"},
 		"bad op":          {query.Request{Op: "drop"}, errs.Invalid, "invalid"},
 		"no metric":       {query.Request{Op: query.OpDownsample, Entity: "alice", Project: "p", Run: "r1", Runs: &query.RunsRequest{Buckets: 5}}, errs.Invalid, "invalid"},
+		"unknown collection": {query.Request{Op: query.OpArtifact, Entity: "alice", Project: "p", Collection: "nope", Version: "v0"},
+			errs.NotFound, "artifact_collection_not_found"},
+		"unknown artifact id": {query.Request{Op: query.OpArtifact, Version: "01JDX0000000000000000000Q0"}, errs.NotFound, "artifact_not_found"},
 	}
 	for name, f := range failures {
 		for impl, r := range rs {

@@ -309,7 +309,16 @@ func (f *fold) deleteArtifacts(e, p string) error {
 	}
 	it.Close()
 	for _, id := range ids {
-		if err := f.txn.Delete(artIDKey(id)); err != nil {
+		err := f.txn.Delete(artIDKey(id))
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			// As in deletePrefix: the transaction holds deletions only, and
+			// deleting again is harmless.
+			if err = f.txn.Commit(); err == nil {
+				f.txn, f.size = f.db.NewTransaction(true), 0
+				err = f.txn.Delete(artIDKey(id))
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
