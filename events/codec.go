@@ -79,6 +79,7 @@ func init() {
 	register[ArtifactAliasesAddedV1](1, nil)
 	register[ArtifactUsedV1](1, nil)
 	register[ArtifactDeletedV1](1, nil)
+	register[ArtifactLinkedV1](1, nil)
 }
 
 // upcastInviteRevokedV1: v1 {"email": as typed} -> v2 {"email": lower-case,

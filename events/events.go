@@ -59,6 +59,10 @@ const (
 	ArtifactAliasesAdded Type = "artifact_aliases_added"
 	ArtifactUsed         Type = "artifact_used"
 	ArtifactDeleted      Type = "artifact_deleted"
+	// ArtifactLinked links a committed version into a portfolio of the
+	// event's project (W&B's link_artifact): a collection of links to
+	// versions that live elsewhere, with its own vN and aliases.
+	ArtifactLinked Type = "artifact_linked"
 )
 
 // Payload is the typed body of an event.

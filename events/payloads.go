@@ -339,6 +339,20 @@ type ArtifactDeletedV1 struct {
 	RemovedAliases []string `json:"removed_aliases,omitempty"`
 }
 
+// ArtifactLinkedV1 links version ArtifactID (of ArtifactEntity/
+// ArtifactProject) into the portfolio Portfolio of the event's project as
+// its version VersionIndex; Aliases (with "latest") move to it within the
+// portfolio. Type is the linked version's type (the portfolio's).
+type ArtifactLinkedV1 struct {
+	ArtifactID      string   `json:"artifact_id"`
+	ArtifactEntity  string   `json:"artifact_entity"`
+	ArtifactProject string   `json:"artifact_project"`
+	Portfolio       string   `json:"portfolio"`
+	Type            string   `json:"type"`
+	VersionIndex    int      `json:"version_index"`
+	Aliases         []string `json:"aliases"`
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type          { return UserCreated }
 func (KeyCreatedV1) EventType() Type           { return KeyCreated }
@@ -368,3 +382,4 @@ func (ArtifactCommittedV1) EventType() Type    { return ArtifactCommitted }
 func (ArtifactAliasesAddedV1) EventType() Type { return ArtifactAliasesAdded }
 func (ArtifactUsedV1) EventType() Type         { return ArtifactUsed }
 func (ArtifactDeletedV1) EventType() Type      { return ArtifactDeleted }
+func (ArtifactLinkedV1) EventType() Type       { return ArtifactLinked }

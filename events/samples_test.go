@@ -53,6 +53,9 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AB", Payload: ArtifactUsedV1{
 		ArtifactID: "01JDX0000000000000000000AR", ArtifactEntity: "your-team-name", ArtifactProject: "awesome-segmentation"}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Payload: ArtifactDeletedV1{ArtifactID: "01JDX0000000000000000000AR", Force: true, RemovedAliases: []string{"best"}}},
+	{Entity: "your-team-name", Project: "model-registry", Payload: ArtifactLinkedV1{ArtifactID: "01JDX0000000000000000000AR",
+		ArtifactEntity: "your-team-name", ArtifactProject: "awesome-segmentation", Portfolio: "segmenter", Type: "model", VersionIndex: 0,
+		Aliases: []string{"staging", "latest"}}},
 }
 
 func init() {

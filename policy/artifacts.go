@@ -56,6 +56,9 @@ type Collection struct {
 	Versions   []string          // committed versions' ids by index
 	Aliases    map[string]string // alias -> artifact id
 	Pending    int
+	// Portfolio collections hold links to versions of other collections
+	// (link_artifact), which Versions and Aliases name.
+	Portfolio bool
 }
 
 // Version returns the live committed version holding alias, or vN.
@@ -189,6 +192,8 @@ func (s *State) applyArtifact(p *Project, e events.Event) {
 			}
 		}
 		a.State, a.Aliases = ArtifactDeleted, nil
+	case events.ArtifactLinkedV1:
+		s.applyLink(p, pl)
 	case events.ArtifactUsedV1:
 		if a := s.artifacts[pl.ArtifactID]; a != nil {
 			a.UsedBy = append(a.UsedBy, ArtifactUse{Entity: e.Entity, Project: e.Project, Run: e.Run, Time: e.Time})
@@ -286,6 +291,9 @@ func decideArtifactCreated(pr *proposal, pl events.ArtifactCreatedV1) Decision {
 		if r := pr.proj.Runs[pl.Run]; r == nil || r.Deleted {
 			return reject(CodeRunNotFound, "run %q does not exist in %s/%s", pl.Run, pr.p.Entity, pr.p.Project)
 		}
+	}
+	if c := pr.proj.Collections[pl.Collection]; c != nil && c.Portfolio {
+		return reject(CodeArtifactExists, "%s is a portfolio of linked versions; log to an artifact of its own", pl.Collection)
 	}
 	if c := pr.proj.Collections[pl.Collection]; c != nil && c.Type != pl.Type {
 		return reject(CodeArtifactTypeMismatch, "artifact %s already exists with type %q (not %q)", pl.Collection, c.Type, pl.Type)

@@ -119,3 +119,59 @@ func TestPendingArtifactExpiry(t *testing.T) {
 		t.Fatalf("system alias: %+v", d)
 	}
 }
+
+// TestArtifactLink: a link gets the portfolio's next index and "latest"
+// (the linked version keeps its own index and aliases); linking again
+// only moves new aliases; a portfolio takes no versions of its own; a
+// pending version cannot be linked.
+func TestArtifactLink(t *testing.T) {
+	s := matrixWorld(t)
+	seq := uint64(2000)
+	decideApply := func(p events.Event) Decision {
+		t.Helper()
+		seq++
+		p.ID, p.Actor, p.Time = events.DerivedID("01JDX0000000000000000000Q1", int(seq)), "member", time.Unix(1795779500+int64(seq), 0)
+		p.Type = p.Payload.EventType()
+		d := Decide(s, p)
+		for _, e := range d.Events {
+			seq++
+			s.Apply(seq, e)
+		}
+		return d
+	}
+	link := func(id string, aliases ...string) Decision {
+		return decideApply(events.Event{Entity: "acme", Project: "proj", Payload: events.ArtifactLinkedV1{ArtifactID: id, Portfolio: "reg", Aliases: aliases}})
+	}
+	d := link("art-committed", "staging")
+	if d.Rejection != nil || len(d.Events) != 1 {
+		t.Fatalf("link: %+v", d)
+	}
+	pl := d.Events[0].Payload.(events.ArtifactLinkedV1)
+	if pl.VersionIndex != 0 || fmt.Sprint(pl.Aliases) != "[staging latest]" || pl.Type != "dataset" || pl.ArtifactEntity != "acme" {
+		t.Fatalf("link event %+v", pl)
+	}
+	p, _ := s.Project("acme", "proj")
+	reg := p.Collections["reg"]
+	if !reg.Portfolio || reg.Version(s, "staging") == nil || reg.Version(s, "v0").ID != "art-committed" {
+		t.Fatalf("portfolio %+v", reg)
+	}
+	if a, _ := s.Artifact("art-committed"); fmt.Sprint(a.Aliases) != "[latest]" || a.Index != 0 {
+		t.Fatalf("the linked version changed: %v %d", a.Aliases, a.Index)
+	}
+	if d := link("art-committed", "staging"); d.Rejection != nil || len(d.Events) != 0 {
+		t.Fatalf("second link: %+v", d)
+	}
+	if d := link("art-committed", "prod"); d.Rejection != nil || len(d.Events) != 1 || d.Events[0].Payload.(events.ArtifactLinkedV1).VersionIndex != 0 {
+		t.Fatalf("link with a new alias: %+v", d)
+	}
+	if d := link("art-pending"); d.Rejection == nil || d.Rejection.Code != CodeArtifactNotFound {
+		t.Fatalf("link of a pending version: %+v", d)
+	}
+	if d := decideApply(events.Event{Entity: "acme", Project: "proj", Payload: events.ArtifactCreatedV1{ArtifactID: "art-x", Collection: "reg",
+		Type: "dataset", Digest: "dx"}}); d.Rejection == nil || d.Rejection.Code != CodeArtifactExists {
+		t.Fatalf("a version logged into a portfolio: %+v", d)
+	}
+	if d := decideApply(events.Event{Entity: "acme", Project: "proj", Payload: events.ArtifactLinkedV1{ArtifactID: "art-committed", Portfolio: "ds"}}); d.Rejection == nil {
+		t.Fatalf("a link into a collection with versions of its own: %+v", d)
+	}
+}

@@ -165,6 +165,7 @@ var rules = map[events.Type]rule{
 	events.ArtifactAliasesAdded: on(projectGate, decideArtifactAliases),
 	events.ArtifactDeleted:      on(projectGate, decideArtifactDeleted),
 	events.ArtifactUsed:         on(runGate, decideArtifactUsed),
+	events.ArtifactLinked:       on(projectGate, decideArtifactLinked),
 }
 
 // gate is what must hold before a rule runs. Gates are ordered: runGate

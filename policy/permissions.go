@@ -126,6 +126,7 @@ var ProposalAction = []struct {
 	{events.ArtifactAliasesAdded, CreateArtifact, ""},
 	{events.ArtifactUsed, WriteOwnRun, "another member's run: " + string(WriteAnyRun) + "; and " + string(ReadProject) + " on the artifact's project"},
 	{events.ArtifactDeleted, DeleteArtifact, ""},
+	{events.ArtifactLinked, CreateArtifact, ""},
 }
 
 // ReadEndpoint maps every HTTP read endpoint to the action it needs.

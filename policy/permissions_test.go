@@ -131,6 +131,7 @@ func proposalCases() []proposalCase {
 		{"artifact_deleted", DeleteArtifact, ScopeProject, proj(events.ArtifactDeletedV1{ArtifactID: "art-committed", Force: true})},
 		{"artifact_used (own run)", WriteOwnRun, ScopeProject, own(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
 		{"artifact_used (another member's run)", WriteAnyRun, ScopeProject, other(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
+		{"artifact_linked", CreateArtifact, ScopeProject, proj(events.ArtifactLinkedV1{ArtifactID: "art-committed", Portfolio: "ds-portfolio", Aliases: []string{"staging"}})},
 	}
 	runWrites := []events.Payload{
 		events.RunUpdatedV1{Name: &name},

@@ -34,6 +34,10 @@ type ArtifactCollection struct {
 	Pending   int               `json:"pending_versions"` // created, not committed (nor deleted)
 	Versions  []string          `json:"version_ids"`
 	Aliases   map[string]string `json:"aliases"` // alias -> version id
+	// Portfolio collections hold links (link_artifact) to versions of
+	// other collections, maybe in other projects: Versions are the linked
+	// ids by the portfolio's index.
+	Portfolio bool `json:"portfolio,omitempty"`
 }
 
 // RunRef names a run, and when it produced or used an artifact.
@@ -99,7 +103,8 @@ func artOutPrefix(e, p, run string) []byte {
 
 func isArtifactEvent(t events.Type) bool {
 	switch t {
-	case events.ArtifactCreated, events.ArtifactCommitted, events.ArtifactAliasesAdded, events.ArtifactUsed, events.ArtifactDeleted:
+	case events.ArtifactCreated, events.ArtifactCommitted, events.ArtifactAliasesAdded, events.ArtifactUsed, events.ArtifactDeleted,
+		events.ArtifactLinked:
 		return true
 	}
 	return false
@@ -153,6 +158,8 @@ func (f *fold) applyArtifact(e events.Event) error {
 		return f.artifactCreated(e, pl)
 	case events.ArtifactUsedV1:
 		return f.artifactUsed(e, pl)
+	case events.ArtifactLinkedV1:
+		return f.artifactLinked(e, pl)
 	}
 	var id string
 	switch pl := e.Payload.(type) {
@@ -270,6 +277,27 @@ func (f *fold) artifactUsed(e events.Event, pl events.ArtifactUsedV1) error {
 	return f.putVersion(v)
 }
 
+// artifactLinked adds a link to a portfolio of the event's project.
+func (f *fold) artifactLinked(e events.Event, pl events.ArtifactLinkedV1) error {
+	c, err := f.artCollection(e.Entity, e.Project, pl.Portfolio)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		c = &ArtifactCollection{Entity: e.Entity, Project: e.Project, Name: pl.Portfolio, Type: pl.Type, CreatedAt: e.Time,
+			Versions: []string{}, Aliases: map[string]string{}, Portfolio: true}
+	}
+	if !slices.Contains(c.Versions, pl.ArtifactID) {
+		c.Versions = append(c.Versions, pl.ArtifactID)
+		c.Live++
+	}
+	for _, al := range pl.Aliases {
+		c.Aliases[al] = pl.ArtifactID
+	}
+	c.UpdatedAt = e.Time
+	return f.setJSON(artCollKey(c.Entity, c.Project, c.Name), c)
+}
+
 // moveAliases gives v the aliases, taking each from the version of its
 // collection that held it.
 func (f *fold) moveAliases(c *ArtifactCollection, v *ArtifactVersion, aliases []string) error {
@@ -345,6 +373,9 @@ func (s *Store) ArtifactCollections(entity, project string) ([]ArtifactCollectio
 			if err := it.Item().Value(func(v []byte) error { return jsonUnmarshal(v, &c) }); err != nil {
 				return err
 			}
+			if c.Portfolio {
+				c.Live = len(linkedVersions(txn, c))
+			}
 			out = append(out, c)
 		}
 		return nil
@@ -352,11 +383,48 @@ func (s *Store) ArtifactCollections(entity, project string) ([]ArtifactCollectio
 	return out, err
 }
 
-// ArtifactCollection returns one collection.
+// ArtifactCollection returns one collection (a portfolio counts its live
+// links).
 func (s *Store) ArtifactCollection(entity, project, name string) (ArtifactCollection, error) {
 	var c ArtifactCollection
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, artCollKey(entity, project, name), &c) })
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := getJSON(txn, artCollKey(entity, project, name), &c); err != nil {
+			return err
+		}
+		if c.Portfolio {
+			c.Live = len(linkedVersions(txn, c))
+		}
+		return nil
+	})
 	return c, err
+}
+
+// linkedVersions returns the live committed versions a portfolio links, by
+// its index.
+func linkedVersions(txn *badger.Txn, c ArtifactCollection) []ArtifactVersion {
+	var out []ArtifactVersion
+	for _, id := range c.Versions {
+		if v, err := versionByID(txn, id); err == nil && v.State == ArtifactCommitted {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func versionByID(txn *badger.Txn, id string) (ArtifactVersion, error) {
+	var v ArtifactVersion
+	it, err := txn.Get(artIDKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return v, ErrNotFound
+	}
+	if err != nil {
+		return v, err
+	}
+	key, err := it.ValueCopy(nil)
+	if err != nil {
+		return v, err
+	}
+	return v, getJSON(txn, key, &v)
 }
 
 // ArtifactVersions returns a collection's live committed versions, by
@@ -367,6 +435,10 @@ func (s *Store) ArtifactVersions(entity, project, name string) ([]ArtifactVersio
 		var c ArtifactCollection
 		if err := getJSON(txn, artCollKey(entity, project, name), &c); err != nil {
 			return err
+		}
+		if c.Portfolio {
+			out = append(out, linkedVersions(txn, c)...)
+			return nil
 		}
 		for _, id := range c.Versions {
 			var v ArtifactVersion
@@ -385,19 +457,9 @@ func (s *Store) ArtifactVersions(entity, project, name string) ([]ArtifactVersio
 // ArtifactByID returns a version by id, whatever its state.
 func (s *Store) ArtifactByID(id string) (ArtifactVersion, error) {
 	var v ArtifactVersion
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(artIDKey(id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		key, err := it.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		return getJSON(txn, key, &v)
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		v, err = versionByID(txn, id)
+		return err
 	})
 	return v, err
 }
@@ -417,7 +479,11 @@ func (s *Store) ResolveArtifact(entity, project, collection, name string) (Artif
 		if errors.Is(err, ErrNotFound) {
 			return v, false, nil
 		}
-		ok := err == nil && v.State == ArtifactCommitted && v.Entity == entity && v.Project == project && v.Collection == collection
+		mine := v.Entity == entity && v.Project == project && v.Collection == collection
+		if c.Portfolio {
+			mine = slices.Contains(c.Versions, id)
+		}
+		ok := err == nil && v.State == ArtifactCommitted && mine
 		return v, ok, err
 	}
 	var ids []string

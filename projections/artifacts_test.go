@@ -57,6 +57,12 @@ func artifactLog(t *testing.T) []RawRecord {
 	add(events.Event{Entity: "alice", Project: "gone", Payload: events.ProjectCreatedV1{Name: "gone"}})
 	add(events.Event{Entity: "alice", Project: "gone", Payload: events.ArtifactCreatedV1{ArtifactID: "G0", Collection: "model", Type: "model", Digest: "g"}})
 	add(events.Event{Entity: "alice", Project: "gone", Payload: events.ProjectDeletedV1{}})
+	link := func(id string, index int, aliases ...string) {
+		add(events.Event{Entity: "bob", Project: "q", Actor: "bob", Payload: events.ArtifactLinkedV1{ArtifactID: id, ArtifactEntity: "alice",
+			ArtifactProject: "p", Portfolio: "reg", Type: "dataset", VersionIndex: index, Aliases: aliases}})
+	}
+	link("A1", 0, "staging", "latest")
+	link("A0", 1, "latest")
 	add(events.Event{Entity: "alice", Project: "p", Payload: events.ArtifactDeletedV1{ArtifactID: "A0", Force: true, RemovedAliases: []string{"best", "prod"}}})
 	return log
 }
@@ -115,6 +121,19 @@ func TestArtifactProjection(t *testing.T) {
 		t.Fatalf("a deleted project's collections: %v", cs)
 	}
 
+	// bob's portfolio "reg" links A1 (v0, staging) and A0 (v1, latest).
+	if vs, err := s.ArtifactVersions("bob", "q", "reg"); err != nil || len(vs) != 2 || vs[0].ID != "A1" || vs[1].ID != "A0" {
+		t.Fatalf("portfolio versions %+v %v", vs, err)
+	}
+	for name, want := range map[string]string{"staging": "A1", "latest": "A0", "v0": "A1", "v1": "A0", "A0": "A0"} {
+		if v, err := s.ResolveArtifact("bob", "q", "reg", name); err != nil || v.ID != want {
+			t.Errorf("reg:%s resolved to %q (%v), want %s", name, v.ID, err, want)
+		}
+	}
+	if c, _ := s.ArtifactCollection("bob", "q", "reg"); !c.Portfolio || c.Live != 2 {
+		t.Fatalf("portfolio %+v", c)
+	}
+
 	// v0 deleted: hidden from the versions and from its names; the
 	// collection counts one live version; lineage keeps naming it (the
 	// reader filters deleted versions).
@@ -133,6 +152,16 @@ func TestArtifactProjection(t *testing.T) {
 	c, _ = s.ArtifactCollection("alice", "p", "dataset")
 	if c.Live != 1 || fmt.Sprint(c.Aliases) != "map[latest:A1]" {
 		t.Fatalf("collection after deleting v0: %+v", c)
+	}
+	// ... and from the portfolio: latest falls back to the newest live link.
+	if c, _ := s.ArtifactCollection("bob", "q", "reg"); c.Live != 1 {
+		t.Fatalf("portfolio after deleting A0: %+v", c)
+	}
+	if v, err := s.ResolveArtifact("bob", "q", "reg", "latest"); err != nil || v.ID != "A1" {
+		t.Fatalf("reg:latest after deleting A0: %q %v", v.ID, err)
+	}
+	if _, err := s.ResolveArtifact("bob", "q", "reg", "v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("reg:v1 after deleting A0: %v", err)
 	}
 	if v, _ := s.ArtifactByID("A0"); v.State != ArtifactDeleted || len(v.Aliases) != 0 || v.DeletedAt == nil {
 		t.Fatalf("A0 %+v", v)

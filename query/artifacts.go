@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -42,6 +43,35 @@ type VersionView struct {
 	projections.ArtifactVersion
 	Version  string          `json:"version"` // vN
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Link is set when the version is read through a portfolio.
+	Link *LinkView `json:"link,omitempty"`
+}
+
+// LinkView is a version as a portfolio links it: its index and aliases
+// there.
+type LinkView struct {
+	Entity    string   `json:"entity"`
+	Project   string   `json:"project"`
+	Portfolio string   `json:"portfolio"`
+	Version   string   `json:"version"` // vN in the portfolio
+	Index     int      `json:"index"`
+	Aliases   []string `json:"aliases"`
+}
+
+// linkView shows v as portfolio c links it (nil if c is no portfolio).
+func linkView(c projections.ArtifactCollection, v *VersionView) {
+	if !c.Portfolio {
+		return
+	}
+	i := slices.Index(c.Versions, v.ID)
+	l := &LinkView{Entity: c.Entity, Project: c.Project, Portfolio: c.Name, Version: "v" + strconv.Itoa(i), Index: i, Aliases: []string{}}
+	for al, id := range c.Aliases {
+		if id == v.ID {
+			l.Aliases = append(l.Aliases, al)
+		}
+	}
+	sort.Strings(l.Aliases)
+	v.Link = l
 }
 
 // ArtifactView is one version with its lineage.
@@ -100,8 +130,8 @@ func (s *Service) view(user string, v projections.ArtifactVersion, cache map[str
 	}
 	out.UsedBy = used
 	if v.Run != nil {
-		if _, err := s.Store.Run(v.Run.Entity, v.Run.Project, v.Run.Run); err != nil {
-			out.Run = nil // the run was deleted
+		if _, err := s.Store.Run(v.Run.Entity, v.Run.Project, v.Run.Run); err != nil || !s.canRead(user, v.Run.Entity, v.Run.Project, cache) {
+			out.Run = nil // the run was deleted, or (a version read through a portfolio) its project is not the caller's
 		}
 	}
 	return out
@@ -144,15 +174,19 @@ func (s *Service) readArtifacts(user string, r Request) (v any, ok bool, err err
 		vs, err := s.Store.ArtifactVersions(r.Entity, r.Project, r.Collection)
 		out := CollectionVersions{Collection: collectionView(c), Versions: make([]VersionView, 0, len(vs))}
 		for _, v := range vs {
-			out.Versions = append(out.Versions, s.view(user, v, cache))
+			vv := s.view(user, v, cache)
+			linkView(c, &vv)
+			out.Versions = append(out.Versions, vv)
 		}
 		return out, true, err
 	case OpArtifact:
-		v, err := s.resolve(r)
+		v, c, err := s.resolve(r)
 		if err != nil {
 			return nil, true, err
 		}
-		return ArtifactView{VersionView: s.view(user, v, cache)}, true, nil
+		vv := s.view(user, v, cache)
+		linkView(c, &vv)
+		return ArtifactView{VersionView: vv}, true, nil
 	case OpRunArtifacts:
 		out, err := s.runArtifacts(user, r, cache)
 		return out, true, err
@@ -173,26 +207,28 @@ func (s *Service) collection(r Request) (projections.ArtifactCollection, error) 
 
 // resolve finds the version r names: Collection and Version (vN, an alias
 // or a version id).
-func (s *Service) resolve(r Request) (projections.ArtifactVersion, error) {
+func (s *Service) resolve(r Request) (projections.ArtifactVersion, projections.ArtifactCollection, error) {
+	var none projections.ArtifactCollection
 	if r.Collection == "" {
 		// By id alone (W&B's ArtifactByID): pending versions show too.
 		v, err := s.Store.ArtifactByID(r.Version)
 		if err == nil && v.State != projections.ArtifactDeleted && v.Entity == r.Entity && v.Project == r.Project {
-			return v, nil
+			return v, none, nil
 		}
 		if err != nil && !errors.Is(err, projections.ErrNotFound) {
-			return v, err
+			return v, none, err
 		}
-		return v, artifactNotFound("artifact %q does not exist in %s/%s", r.Version, r.Entity, r.Project)
+		return v, none, artifactNotFound("artifact %q does not exist in %s/%s", r.Version, r.Entity, r.Project)
 	}
-	if _, err := s.collection(r); err != nil {
-		return projections.ArtifactVersion{}, err
+	c, err := s.collection(r)
+	if err != nil {
+		return projections.ArtifactVersion{}, c, err
 	}
 	v, err := s.Store.ResolveArtifact(r.Entity, r.Project, r.Collection, r.Version)
 	if errors.Is(err, projections.ErrNotFound) {
-		return v, artifactNotFound("%s:%s does not name a version in %s/%s", r.Collection, r.Version, r.Entity, r.Project)
+		return v, c, artifactNotFound("%s:%s does not name a version in %s/%s", r.Collection, r.Version, r.Entity, r.Project)
 	}
-	return v, err
+	return v, c, err
 }
 
 func (s *Service) runArtifacts(user string, r Request, cache map[string]bool) (RunArtifacts, error) {

@@ -48,6 +48,13 @@ func shown(err error) (hidden bool, code string) {
 // alias. ok is false when it does not show to c; projectHidden says the
 // project itself does not.
 func (s *Server) lookup(ctx context.Context, c *caller, req query.Request) (a policy.Artifact, ok, projectHidden bool, err error) {
+	a, _, ok, projectHidden, err = s.lookupLink(ctx, c, req)
+	return a, ok, projectHidden, err
+}
+
+// lookupLink is lookup, with the portfolio link the version was read
+// through (nil for a version of its own collection).
+func (s *Server) lookupLink(ctx context.Context, c *caller, req query.Request) (a policy.Artifact, link *query.LinkView, ok, projectHidden bool, err error) {
 	req.KeyHash, req.Op = c.keyHash, query.OpArtifact
 	if req.Entity == "" {
 		req.MinSeq = s.versionSeq(req.Version)
@@ -57,13 +64,13 @@ func (s *Server) lookup(ctx context.Context, c *caller, req query.Request) (a po
 	data, err := s.reader.Read(ctx, req)
 	if err != nil {
 		if hidden, code := shown(err); hidden {
-			return a, false, code == "project_not_found" || code == "invalid", nil
+			return a, nil, false, code == "project_not_found" || code == "invalid", nil
 		}
-		return a, false, false, err
+		return a, nil, false, false, err
 	}
 	var v query.ArtifactView
 	if err := json.Unmarshal(data, &v); err != nil {
-		return a, false, false, err
+		return a, nil, false, false, err
 	}
 	a = policy.Artifact{ID: v.ID, Entity: v.Entity, Project: v.Project, Collection: v.Collection, Type: v.Type, Digest: v.Digest,
 		State: v.State, Index: v.Index, Aliases: slices.Clone(v.Aliases), Description: v.Description, Metadata: v.Metadata,
@@ -74,7 +81,7 @@ func (s *Server) lookup(ctx context.Context, c *caller, req query.Request) (a po
 	if v.Run != nil {
 		a.Run = v.Run.Run
 	}
-	return a, true, false, nil
+	return a, v.Link, true, false, nil
 }
 
 func idReq(id string) query.Request { return query.Request{Version: id} }

@@ -288,7 +288,7 @@ func (s *Server) artifactOp(r *http.Request, c *caller, op string, v vars) (data
 		switch op {
 		case "ArtifactType", "CreateArtifact", "CreateArtifactManifest", "CreateArtifactFiles", "CommitArtifact", "ArtifactByID",
 			"ArtifactMembershipByName", "UseArtifact", "FetchArtifactManifest", "ArtifactManifest", "GetArtifactMembershipFileUrls",
-			"ArtifactFileURLsByManifestEntries":
+			"ArtifactFileURLsByManifestEntries", "LinkArtifact":
 			return nil, gqlErrorf("unsupported", "artifacts are not configured on this Logbook"), true
 		}
 		return nil, nil, false
@@ -321,6 +321,10 @@ func (s *Server) artifactOp(r *http.Request, c *caller, op string, v vars) (data
 		data, err = s.membershipFileURLs(r, c, v)
 	case "ArtifactFileURLsByManifestEntries":
 		data, err = s.fileURLsByEntries(r, c, v)
+	case "LinkArtifact":
+		data, err = s.linkArtifact(r.Context(), c, v)
+	case "FetchOrgInfoFromEntity", "FetchOrgEntityFromEntity":
+		err = gqlErrorf("unsupported", "artifact registries (wandb-registry-* projects of an organization) are not supported: Logbook has no organizations; link to a portfolio in a project instead")
 	default:
 		return nil, nil, false
 	}
@@ -680,7 +684,7 @@ func (s *Server) membershipByName(ctx context.Context, c *caller, v vars) (any, 
 		entity = c.user.Username
 	}
 	coll, alias := splitName(name)
-	a, found, hidden, err := s.lookup(ctx, c, nameReq(entity, project, coll, alias))
+	a, link, found, hidden, err := s.lookupLink(ctx, c, nameReq(entity, project, coll, alias))
 	if err != nil {
 		return nil, err
 	}
@@ -690,7 +694,7 @@ func (s *Server) membershipByName(ctx context.Context, c *caller, v vars) (any, 
 	if !found {
 		return map[string]any{"project": map[string]any{"artifactCollectionMembership": nil}}, nil
 	}
-	return map[string]any{"project": map[string]any{"artifactCollectionMembership": membership(a)}}, nil
+	return map[string]any{"project": map[string]any{"artifactCollectionMembership": linkMembership(a, link)}}, nil
 }
 
 func (s *Server) useArtifact(ctx context.Context, c *caller, v vars) (any, error) {

@@ -267,3 +267,106 @@ func (lb *logbook) getBytesAs(method, path, key string) (int, []byte, http.Heade
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.Bytes(), resp.Header
 }
+
+// The Python SDK's LinkArtifact document (spec 3.7), and wandb-core's flat one.
+const (
+	linkQuery     = `mutation LinkArtifact($input: LinkArtifactInput!, $includeAliases: Boolean = false) { result: linkArtifact(input: $input) { versionIndex } }`
+	coreLinkQuery = `mutation LinkArtifact($artifactPortfolioName: String!, $entityName: String!, $projectName: String!, $aliases: [ArtifactAliasInput!], $artifactId: ID, $clientId: ID) { linkArtifact(input: {artifactPortfolioName: $artifactPortfolioName, entityName: $entityName, projectName: $projectName, aliases: $aliases, artifactID: $artifactId, clientID: $clientId}) { versionIndex } }`
+	orgInfoQuery  = `query FetchOrgInfoFromEntity($entity: String!) { entity(name: $entity) { organization { name orgEntity { name } } user { organizations { name orgEntity { name } } } } }`
+)
+
+// TestArtifactLinks: run.link_artifact into a portfolio of another
+// project (created on the fly): the link's index, aliases moved within the
+// portfolio, a second link of the same version answering the same index,
+// the portfolio resolving by vN and alias over W&B (membership with the
+// portfolio's index and aliases) and downloading the linked bytes, the
+// same through the native API, a Viewer of the source without rights on
+// the target refused, registries refused with a clear message.
+func TestArtifactLinks(t *testing.T) {
+	lb := mustLogbook(t)
+	alice, bob := lb.newUser("alice"), lb.newUser("bob")
+	lb.native(201, "POST", "/api/v1/projects", alice, map[string]string{"name": "artproj"}, nil)
+	lb.native(200, "POST", "/api/v1/projects/alice/artproj/members", alice, map[string]string{"username": "bob", "role": "viewer"}, nil)
+	lb.gql("/graphql", alice, "UpsertBucket", upsertQuery, upsertVars(map[string]any{"name": "producer", "project": "artproj", "entity": "alice", "config": pyConfig})).ok(t)
+	v0files := map[string]string{"w.bin": "weights 0"}
+	v1files := map[string]string{"w.bin": "weights 1, better"}
+	l0 := lb.logArtifact(alice, "alice", "artproj", "producer", "model", "model", v0files)
+	l1 := lb.logArtifact(alice, "alice", "artproj", "producer", "model", "model", v1files)
+
+	link := func(key, id string, aliases ...string) gqlAnswer {
+		var al []any
+		for _, a := range aliases {
+			al = append(al, map[string]any{"artifactCollectionName": "models", "alias": a})
+		}
+		return lb.gql("/graphql", key, "", linkQuery, map[string]any{"input": map[string]any{"artifactID": id,
+			"artifactPortfolioName": "models", "entityName": "alice", "projectName": "registry", "aliases": al}, "includeAliases": false})
+	}
+	if r := link(alice, l1.id, "staging").ok(t); get(r.Data, "result", "versionIndex") != 0.0 {
+		t.Fatalf("first link: %v", r.Data)
+	}
+	if r := link(alice, l1.id, "staging").ok(t); get(r.Data, "result", "versionIndex") != 0.0 {
+		t.Fatalf("same link again: %v", r.Data)
+	}
+	// wandb-core's flat form links v0 as the portfolio's v1, taking "latest".
+	cl := lb.gql("/graphql", alice, "", coreLinkQuery, map[string]any{"artifactPortfolioName": "models", "entityName": "alice",
+		"projectName": "registry", "aliases": []any{map[string]any{"artifactCollectionName": "models", "alias": "prod"}}, "artifactId": l0.id, "clientId": nil}).ok(t)
+	if get(cl.Data, "linkArtifact", "versionIndex") != 1.0 {
+		t.Fatalf("core link: %v", cl.Data)
+	}
+	for name, want := range map[string][2]any{"models:v0": {l1.id, 0.0}, "models:staging": {l1.id, 0.0}, "models:latest": {l0.id, 1.0}, "models:prod": {l0.id, 1.0}} {
+		m := lb.gql("/graphql", alice, "", membershipQuery, map[string]any{"entity": "alice", "project": "registry", "name": name}).ok(t)
+		ms := get(m.Data, "project", "artifactCollectionMembership")
+		if get(ms, "artifact", "id") != want[0] || get(ms, "versionIndex") != want[1] || get(ms, "artifactCollection", "name") != "models" {
+			t.Fatalf("%s: %v", name, ms)
+		}
+	}
+	// The linked version keeps its own index and aliases.
+	if a := lb.artifactByID(alice, l1.id); get(a, "versionIndex") != 1.0 || fmt.Sprint(aliasesOf(a)) != "[latest]" {
+		t.Fatalf("v1 after the links: %v", a)
+	}
+	// Download through the portfolio, Python's way.
+	fu := lb.gql("/graphql", alice, "", fileURLsQuery, map[string]any{"entity": "alice", "project": "registry", "collection": "models",
+		"alias": "staging", "cursor": nil, "perPage": 10}).ok(t)
+	edges := get(fu.Data, "project", "artifactCollection", "artifactMembership", "files", "edges").([]any)
+	if len(edges) != 1 || string(lb.getURL(get(edges[0], "node", "directUrl").(string))) != v1files["w.bin"] {
+		t.Fatalf("portfolio download: %v", edges)
+	}
+	// The native API: the portfolio, its links, a linked version's bytes.
+	var cv struct {
+		Collection struct {
+			Name      string `json:"name"`
+			Versions  int    `json:"versions"`
+			Portfolio bool   `json:"portfolio"`
+		} `json:"collection"`
+		Versions []struct {
+			ID   string `json:"id"`
+			Link struct {
+				Version string   `json:"version"`
+				Aliases []string `json:"aliases"`
+			} `json:"link"`
+		} `json:"versions"`
+	}
+	lb.poll("the portfolio in the read model", func() (bool, string) {
+		st := lb.getJSON("/api/v1/projects/alice/registry/artifacts/models", alice, &cv)
+		return st == 200 && len(cv.Versions) == 2, fmt.Sprint(st, cv)
+	})
+	if cv.Versions[0].ID != l1.id || cv.Versions[0].Link.Version != "v0" || fmt.Sprint(cv.Versions[0].Link.Aliases) != "[staging]" ||
+		cv.Versions[1].ID != l0.id || fmt.Sprint(cv.Versions[1].Link.Aliases) != "[latest prod]" || cv.Collection.Versions != 2 {
+		t.Fatalf("portfolio versions: %+v", cv)
+	}
+	if st, body, _ := lb.getBytes("/api/v1/projects/alice/registry/artifacts/models/staging/files/w.bin", alice); st != 200 || string(body) != v1files["w.bin"] {
+		t.Fatalf("native download through the portfolio: %d %q", st, body)
+	}
+	// bob reads artproj but is not a member of registry: he may not link
+	// into it, and does not see it.
+	link(bob, l1.id, "mine").failed(t, "not a member")
+	if st := lb.getJSON("/api/v1/projects/alice/registry/artifacts/models", bob, nil); st != 404 {
+		t.Fatalf("bob reads the registry project: %d", st)
+	}
+	// A portfolio takes no versions of its own.
+	ca := lb.gql("/graphql", alice, "CreateArtifact", createArtifactQuery, map[string]any{"input": map[string]any{"entityName": "alice", "projectName": "registry",
+		"artifactTypeName": "model", "artifactCollectionName": "models", "digest": "x9"}})
+	ca.failed(t, "portfolio")
+	// Registries: refused with a reason.
+	lb.gql("/graphql", alice, "", orgInfoQuery, map[string]any{"entity": "alice"}).failed(t, "registries")
+}
