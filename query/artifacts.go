@@ -27,14 +27,16 @@ const (
 
 // CollectionView is an artifact collection as the API shows it.
 type CollectionView struct {
-	Name      string            `json:"name"`
-	Type      string            `json:"type"`
-	Versions  int               `json:"versions"`
-	Pending   int               `json:"pending_versions"`
-	Aliases   map[string]string `json:"aliases"` // alias -> vN
-	Latest    string            `json:"latest,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Versions int               `json:"versions"`
+	Pending  int               `json:"pending_versions"`
+	Aliases  map[string]string `json:"aliases"` // alias -> vN
+	Latest   string            `json:"latest,omitempty"`
+	// Portfolio collections hold links to versions of other collections.
+	Portfolio bool      `json:"portfolio,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // VersionView is an artifact version as the API shows it: vN and the
@@ -138,7 +140,7 @@ func (s *Service) view(user string, v projections.ArtifactVersion, cache map[str
 }
 
 func collectionView(c projections.ArtifactCollection) CollectionView {
-	out := CollectionView{Name: c.Name, Type: c.Type, Versions: c.Live, Pending: c.Pending, Aliases: map[string]string{},
+	out := CollectionView{Name: c.Name, Type: c.Type, Versions: c.Live, Pending: c.Pending, Aliases: map[string]string{}, Portfolio: c.Portfolio,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 	index := map[string]int{}
 	for i, id := range c.Versions {

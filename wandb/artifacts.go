@@ -424,6 +424,9 @@ func (s *Server) dedupHit(c *caller, in artifactInput) (hit *policy.Artifact, la
 			return
 		}
 		col := p.Collections[in.coll]
+		if col.Portfolio {
+			return // links, not versions of its own: CreateArtifact refuses
+		}
 		for i := len(col.Versions) - 1; i >= 0 && hit == nil; i-- {
 			if a := policyArtifact(st, col.Versions[i]); a != nil && a.State == policy.ArtifactCommitted && a.Digest == in.digest && a.Type == in.typ {
 				cp := copyArtifact(a)

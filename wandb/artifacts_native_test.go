@@ -351,7 +351,8 @@ func TestArtifactLinks(t *testing.T) {
 		return st == 200 && len(cv.Versions) == 2, fmt.Sprint(st, cv)
 	})
 	if cv.Versions[0].ID != l1.id || cv.Versions[0].Link.Version != "v0" || fmt.Sprint(cv.Versions[0].Link.Aliases) != "[staging]" ||
-		cv.Versions[1].ID != l0.id || fmt.Sprint(cv.Versions[1].Link.Aliases) != "[latest prod]" || cv.Collection.Versions != 2 {
+		cv.Versions[1].ID != l0.id || fmt.Sprint(cv.Versions[1].Link.Aliases) != "[latest prod]" || cv.Collection.Versions != 2 ||
+		!cv.Collection.Portfolio {
 		t.Fatalf("portfolio versions: %+v", cv)
 	}
 	if st, body, _ := lb.getBytes("/api/v1/projects/alice/registry/artifacts/models/staging/files/w.bin", alice); st != 200 || string(body) != v1files["w.bin"] {
