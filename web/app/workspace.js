@@ -36,7 +36,7 @@ export function readView(q, stored) {
   return {
     sort: q.get('sort') || '-created_at',
     filters: q.getAll('f'),
-    cols: q.has('cols') ? list(q.get('cols')) : stored || DEFAULT_COLS,
+    cols: q.has('cols') ? list(q.get('cols')) : [...(stored || DEFAULT_COLS)],
     sel: list(q.get('sel')),
     hide: new Set(list(q.get('hide'))),
     group: q.get('group') || '',
@@ -167,6 +167,7 @@ export function workspacePage(app, entity, project, q) {
   const opIn = h('select', { id: 'filter-op', 'aria-label': 'Filter operator' }, ['=', '!=', '<', '<=', '>', '>='].map((o) => h('option', { value: o }, o)));
   const valIn = h('input', { id: 'filter-value', placeholder: 'value', 'aria-label': 'Filter value', size: 14 });
   const filterErr = h('span', { class: 'error', role: 'alert' });
+  fieldIn.addEventListener('change', () => { if (BASE_FIELDS.includes(fieldIn.value.trim())) opIn.value = '='; });
   const chips = h('div', { class: 'chips', id: 'filter-chips' });
   const filterForm = h('form', { class: 'filter-builder', onsubmit: (e) => {
     e.preventDefault();
