@@ -22,6 +22,7 @@ const DEFAULT_COLS = BASE_COLS.filter((c) => !c.hidden).map((c) => c.id);
 const BASE_FIELDS = ['state', 'owner', 'job_type', 'group', 'tag', 'tags_any'];
 const GROUP_BY = ['job_type', 'group', 'state', 'owner'];
 export const DEFAULT_CHARTED = 10;
+const RENDER_FIRST = 100, RENDER_MORE = 200;
 export const MAX_CHARTED = 100;
 
 // Sorts the API can do today.
@@ -278,11 +279,16 @@ export function workspacePage(app, entity, project, q) {
         performance.mark('lb:runs-response', { detail: { fetchMs: performance.now() - t0 } });
         rows = page.runs;
         total = page.total;
+        if (!quiet) rendered = 0;
         view.nextCursor = page.next;
       }
       runsErr.textContent = '';
+      const b0 = performance.now();
       for (const r of rows) learn(r);
+      const b1 = performance.now();
       drawTable();
+      performance.measure('lb:learn', { start: b0, end: b1 });
+      performance.measure('lb:table-build', { start: b1, end: performance.now() });
       requestAnimationFrame(() => setTimeout(() => performance.mark('lb:table-painted'), 0));
       drawFieldList();
       updateCharts();
@@ -349,6 +355,16 @@ export function workspacePage(app, entity, project, q) {
       view.cols.map((c) => h('td', { class: c.startsWith('summary.') || c.startsWith('config.') ? 'num' : null, dataset: { col: c } }, cell(r, c, now))));
   }
 
+  let rendered = 0;
+  tableBox.addEventListener('scroll', () => {
+    if (view.group || rendered >= rows.length) return;
+    if (tableBox.scrollTop + tableBox.clientHeight < tableBox.scrollHeight - 400) return;
+    const more = rows.slice(rendered, rendered + RENDER_MORE);
+    rendered += more.length;
+    const now = Date.now();
+    tableBox.querySelector('#runs-body')?.append(...more.map((r) => runRow(r, now)));
+  });
+
   function drawTable() {
     const now = Date.now();
     const cols = ['name', ...view.cols];
@@ -376,7 +392,10 @@ export function workspacePage(app, entity, project, q) {
           open ? (g.runs || []).map((r) => runRow(r, now)) : null);
       });
     } else {
-      body = h('tbody', {}, rows.map((r) => runRow(r, now)));
+      // Rows are built as the table box scrolls near its end: a page of
+      // 1,000 runs paints its first rows at once, not after 1,000 of them.
+      rendered = Math.min(rows.length, Math.max(RENDER_FIRST, rendered));
+      body = h('tbody', { id: 'runs-body' }, rows.slice(0, rendered).map((r) => runRow(r, now)));
     }
     if (total === 0 && !view.filters.length) {
       put(tableBox, emptyState());
