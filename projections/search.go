@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -29,14 +30,23 @@ type RunQuery struct {
 	TagsAll []string `json:"tags_all,omitempty"` // every one of
 	// Conds compare config values and summary metrics (see ParseCond).
 	Conds []Cond `json:"conds,omitempty"`
-	// Sort is "created_at" (default), "name", "updated_at" or
-	// "summary.<metric>"; Desc reverses it. Runs without the metric come
-	// last either way; ties are broken by run id.
+	// Search keeps runs whose name or id contains it (case-insensitive).
+	Search string `json:"search,omitempty"`
+	// Sort is "created_at" (default), "name", "updated_at", "state",
+	// "owner", "job_type", "group", "summary.<metric>" or
+	// "config.<path>"; Desc reverses it. Runs without the value come last
+	// either way; config numbers sort before config text; ties are broken
+	// by run id.
 	Sort string `json:"sort,omitempty"`
 	Desc bool   `json:"desc,omitempty"`
 	// Cursor continues after the last run of the previous page.
 	Cursor string `json:"cursor,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
+	// Fields, when set, trims each run to what a table shows: its base
+	// fields (see RunFields), the config paths named "config.<path>"
+	// (nested again), the summary values named "summary.<metric>", and
+	// "metrics" (every metric's aggregates) only if named.
+	Fields []string `json:"fields,omitempty"`
 }
 
 // Cond is one comparison: Field "config" (Path a dotted key path such as
@@ -350,6 +360,9 @@ func (q *RunQuery) match(e *runEntry) bool {
 	if q.JobType != "" && r.JobType != q.JobType || q.Group != "" && r.Group != q.Group || q.Owner != "" && r.Owner != q.Owner {
 		return false
 	}
+	if q.Search != "" && !containsFold(r.Name, q.Search) && !containsFold(r.ID, q.Search) {
+		return false
+	}
 	if len(q.States) > 0 && !slices.Contains(q.States, r.State) {
 		return false
 	}
@@ -372,6 +385,7 @@ func (q *RunQuery) match(e *runEntry) bool {
 // sortKey is a run's position in an order: a number or a string, missing
 // values last, then the run id.
 type sortKey struct {
+	Rank    int     `json:"r,omitempty"` // config values: numbers 0, text 1
 	Num     float64 `json:"n,omitempty"`
 	Str     string  `json:"s,omitempty"`
 	Missing bool    `json:"m,omitempty"`
@@ -379,20 +393,22 @@ type sortKey struct {
 }
 
 type sortSpec struct {
-	kind   string // created_at, updated_at, name, summary
-	metric string
+	kind   string // created_at, updated_at, name, state, owner, job_type, group, summary, config
+	metric string // the summary metric or config path
 }
 
 func sortOf(s string) (sortSpec, error) {
 	switch {
 	case s == "" || s == "created_at" || s == "start" || s == "started_at":
 		return sortSpec{kind: "created_at"}, nil
-	case s == "updated_at" || s == "name":
+	case s == "updated_at" || s == "name" || s == "state" || s == "owner" || s == "job_type" || s == "group":
 		return sortSpec{kind: s}, nil
 	case strings.HasPrefix(s, "summary.") && len(s) > len("summary."):
 		return sortSpec{kind: "summary", metric: s[len("summary."):]}, nil
+	case strings.HasPrefix(s, "config.") && len(s) > len("config."):
+		return sortSpec{kind: "config", metric: s[len("config."):]}, nil
 	}
-	return sortSpec{}, fmt.Errorf("cannot sort by %q: sort by created_at, updated_at, name or summary.<metric> (prefix - for descending)", s)
+	return sortSpec{}, fmt.Errorf("cannot sort by %q: sort by created_at, updated_at, name, state, owner, job_type, group, summary.<metric> or config.<path> (prefix - for descending)", s)
 }
 
 func (sp sortSpec) key(e *runEntry) sortKey {
@@ -404,6 +420,20 @@ func (sp sortSpec) key(e *runEntry) sortKey {
 		k.Num = float64(e.updated)
 	case "name":
 		k.Str = e.run.Name
+	case "state", "owner", "job_type", "group":
+		k.Str = map[string]string{"state": e.run.State, "owner": e.run.Owner, "job_type": e.run.JobType, "group": e.run.Group}[sp.kind]
+		k.Missing = k.Str == ""
+	case "config":
+		switch v := e.config[sp.metric].(type) {
+		case float64:
+			k.Num = v
+		case string:
+			k.Rank, k.Str = 1, v
+		case bool:
+			k.Rank, k.Str = 1, strconv.FormatBool(v)
+		default: // absent, null, or an object or list
+			k.Missing = true
+		}
 	case "summary":
 		v, ok := e.summary[sp.metric]
 		k.Num, k.Missing = v, !ok || math.IsNaN(v)
@@ -418,7 +448,10 @@ func compareKeys(a, b sortKey, desc bool) int {
 		}
 		return -1
 	}
-	c := cmp.Compare(a.Num, b.Num)
+	c := cmp.Compare(a.Rank, b.Rank)
+	if c == 0 {
+		c = cmp.Compare(a.Num, b.Num)
+	}
 	if c == 0 {
 		c = strings.Compare(a.Str, b.Str)
 	}
@@ -506,9 +539,108 @@ func (s *Store) SearchRuns(entity, project string, q RunQuery) (RunPage, error) 
 		out.NextCursor = encodeCursor(page[limit-1].k, q.Sort, q.Desc)
 	}
 	for _, m := range page {
-		out.Runs = append(out.Runs, m.e.Doc())
+		if q.Fields == nil {
+			out.Runs = append(out.Runs, m.e.Doc())
+			continue
+		}
+		doc, err := m.e.fieldsDoc(q.Fields)
+		if err != nil {
+			return RunPage{}, err
+		}
+		out.Runs = append(out.Runs, doc)
 	}
 	return out, nil
+}
+
+// RunFields are what a run carries in a search with fields: what a runs
+// table shows whatever columns are chosen.
+type RunFields struct {
+	ID        string                    `json:"id"`
+	Name      string                    `json:"name"`
+	Owner     string                    `json:"owner"`
+	State     string                    `json:"state"`
+	JobType   string                    `json:"job_type,omitempty"`
+	Group     string                    `json:"group,omitempty"`
+	Tags      []string                  `json:"tags"`
+	ExitCode  *int                      `json:"exit_code,omitempty"`
+	CreatedAt time.Time                 `json:"created_at"`
+	UpdatedAt time.Time                 `json:"updated_at"`
+	Config    map[string]any            `json:"config"`
+	Summary   map[string]events.Value   `json:"summary"`
+	Metrics   map[string]*MetricSummary `json:"metrics,omitempty"`
+}
+
+// fieldsDoc encodes the run with only the chosen config paths (nested
+// again, so the document keeps the shape of the full one) and summary
+// values.
+func (e *runEntry) fieldsDoc(fields []string) ([]byte, error) {
+	r := e.run
+	d := RunFields{ID: r.ID, Name: r.Name, Owner: r.Owner, State: r.State, JobType: r.JobType, Group: r.Group, Tags: r.Tags,
+		ExitCode: r.ExitCode, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Config: map[string]any{}, Summary: map[string]events.Value{}}
+	var sum map[string]events.Value
+	var tree any // the whole config, decoded if a path is not in the index (a list)
+	for _, f := range fields {
+		switch {
+		case f == "metrics":
+			d.Metrics = r.Metrics
+		case strings.HasPrefix(f, "config."):
+			path := f[len("config."):]
+			v, ok := e.config[path]
+			if !ok {
+				if tree == nil && json.Unmarshal(r.Config, &tree) != nil {
+					tree = map[string]any{}
+				}
+				v, ok = lookupPath(tree, strings.Split(path, "."))
+			}
+			if ok {
+				setPath(d.Config, strings.Split(path, "."), v)
+			}
+		case strings.HasPrefix(f, "summary."):
+			if sum == nil {
+				sum = r.Summary()
+			}
+			if v, ok := sum[f[len("summary."):]]; ok {
+				d.Summary[f[len("summary."):]] = v
+			}
+		}
+	}
+	return json.Marshal(d)
+}
+
+// setPath sets m[a][b]...[z] = v, making the maps on the way (a path that
+// runs into a value keeps the value).
+func setPath(m map[string]any, path []string, v any) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			if _, taken := m[k]; taken {
+				return
+			}
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// lookupPath finds a value (a list or an object too) by its dotted path.
+func lookupPath(v any, path []string) (any, bool) {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// containsFold reports whether sub is in s, ignoring case.
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
 // selectSmallest moves the k smallest elements to the front (quickselect).

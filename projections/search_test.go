@@ -111,6 +111,17 @@ func TestSearchFilters(t *testing.T) {
 		{"sort summary desc (missing last)", projections.RunQuery{Sort: "summary.loss", Desc: true}, "c a b d e"},
 		{"sort name desc", projections.RunQuery{Sort: "name", Desc: true}, "e d c b a"},
 		{"sort start desc", projections.RunQuery{Sort: "created_at", Desc: true}, "e d c b a"},
+		{"sort state", projections.RunQuery{Sort: "state"}, "d b a c e"},
+		{"sort owner desc (ties by id)", projections.RunQuery{Sort: "owner", Desc: true}, "b d a c e"},
+		{"sort job_type", projections.RunQuery{Sort: "job_type"}, "c e a b d"},
+		{"sort group (missing last)", projections.RunQuery{Sort: "group"}, "a b c e d"},
+		{"sort group desc (missing last)", projections.RunQuery{Sort: "group", Desc: true}, "c e a b d"},
+		{"sort config numbers, then text, then missing", projections.RunQuery{Sort: "config.optimizer.lr"}, "a b c d e"},
+		{"sort config desc", projections.RunQuery{Sort: "config.optimizer.lr", Desc: true}, "d c b a e"},
+		{"sort config with a filter", projections.RunQuery{Sort: "config.epochs", Desc: true, JobType: "train"}, "b a d"},
+		{"search name, any case", projections.RunQuery{Search: "RUN-B"}, "b"},
+		{"search id", projections.RunQuery{Search: "c"}, "c"},
+		{"search and sort", projections.RunQuery{Search: "run-", Sort: "name", Desc: true, Owner: "alice"}, "e c a"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := f.s.SearchRuns("alice", "p", c.q)
@@ -146,6 +157,39 @@ func TestSearchFilters(t *testing.T) {
 	f.add(events.Event{Entity: "alice", Project: "p", Payload: events.ProjectDeletedV1{}})
 	if p, _ := f.s.SearchRuns("alice", "p", projections.RunQuery{}); len(p.Runs) != 0 {
 		t.Fatalf("runs of a deleted project: %v", ids(t, p))
+	}
+}
+
+// With fields, a run carries its base fields and only the chosen config
+// paths (nested again) and summary values: a runs table downloads what it
+// shows.
+func TestSearchFields(t *testing.T) {
+	f := searchWorld(t)
+	full, err := f.s.SearchRuns("alice", "p", projections.RunQuery{Search: "run-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		fields []string
+		want   string
+	}{
+		{[]string{"config.optimizer.name", "config.epochs", "summary.loss", "summary.nope", "config.nope"},
+			`"config":{"epochs":10,"optimizer":{"name":"adam"}},"summary":{"loss":0.5}}`},
+		{[]string{"config.optimizer"}, `"config":{"optimizer":{"lr":0.001,"name":"adam"}},"summary":{}}`},
+		{[]string{"metrics"}, `"config":{},"summary":{},"metrics":{"loss":{"last":0.5,"min":0.5,"max":1.5,"step":1,"count":2,"chunk_step":0}}}`},
+	} {
+		p, err := f.s.SearchRuns("alice", "p", projections.RunQuery{Search: "run-a", Fields: c.fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(p.Runs[0])
+		if !strings.HasPrefix(got, `{"id":"a","name":"run-a","owner":"alice","state":"running","job_type":"train","group":"g1","tags":["base","unet"],"created_at":`) ||
+			!strings.HasSuffix(got, c.want) {
+			t.Errorf("fields %v: %s\nwant ...%s", c.fields, got, c.want)
+		}
+		if len(got) >= len(full.Runs[0]) && c.fields[0] != "metrics" {
+			t.Errorf("fields %v: %d bytes, the full run %d", c.fields, len(got), len(full.Runs[0]))
+		}
 	}
 }
 

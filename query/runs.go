@@ -179,8 +179,9 @@ var validState = map[string]bool{events.StateRunning: true, events.StateFinished
 // ParseRunQuery reads the run search syntax of GET .../runs (see README):
 // job_type, group, owner, state (comma: any of), tag (repeatable: all of),
 // tags_any, tags_all, filter (repeatable) and bare config./summary.
-// comparisons such as config.optimizer.lr>=0.001, sort ([-]field), limit,
-// cursor.
+// comparisons such as config.optimizer.lr>=0.001, search (name or id
+// contains), sort ([-]field), fields (comma list: config.<path>,
+// summary.<metric>, metrics), limit, cursor.
 func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 	var q projections.RunQuery
 	bad := func(format string, args ...any) error {
@@ -229,6 +230,14 @@ func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 				return q, bad("%v", err)
 			}
 			q.Conds = append(q.Conds, c)
+		case "search":
+			q.Search = val
+		case "fields":
+			for _, f := range strings.Split(val, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					q.Fields = append(q.Fields, f)
+				}
+			}
 		case "sort":
 			q.Sort, q.Desc = strings.CutPrefix(val, "-")
 		case "cursor":
