@@ -4,7 +4,7 @@
 // first 10 visible ones). The whole view lives in the URL.
 
 import { api, enc, projectPath, searchRuns } from './api.js';
-import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, runDuration, debounce } from './util.js';
+import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, runDuration, debounce, pool } from './util.js';
 import { Panel, sectionOf } from './chart.js';
 import { watchProject } from './live.js';
 
@@ -25,9 +25,10 @@ export const DEFAULT_CHARTED = 10;
 const RENDER_FIRST = 100, RENDER_MORE = 200;
 export const MAX_CHARTED = 100;
 
-// Sorts the API can do today.
+// Every column sorts on the server but tags and duration (which grows
+// while a run runs, so it cannot page stably).
 export function sortable(col) {
-  return col === 'name' || col === 'created_at' || col === 'updated_at' || col.startsWith('summary.');
+  return col !== 'tags' && col !== 'duration';
 }
 
 function list(v) { return v ? v.split(',').filter(Boolean) : []; }
@@ -50,6 +51,7 @@ export function readView(q, stored) {
     log: q.get('log') === '1',
     zoom: zoom.length === 2 && zoom.every(Number.isFinite) ? zoom : null,
     ps: q.get('ps') || '',
+    search: q.get('q') || '',
     collapsed: new Set(list(q.get('cs'))),
     asof: q.get('asof') || '',
   };
@@ -71,6 +73,7 @@ export function writeView(v) {
   if (v.log) p.set('log', '1');
   if (v.zoom) p.set('zoom', v.zoom.map((x) => +x.toPrecision(10)).join(','));
   if (v.ps) p.set('ps', v.ps);
+  if (v.search) p.set('q', v.search);
   if (v.collapsed.size) p.set('cs', [...v.collapsed].join(','));
   if (v.asof) p.set('asof', v.asof);
   return p;
@@ -86,9 +89,13 @@ export function apiParams(v, extra = {}) {
     if (m) p.append(m[1], m[2]);
     else p.append('filter', f);
   }
+  if (v.search) p.set('search', v.search);
   p.set('sort', v.sort);
   p.set('limit', String(v.limit));
   if (v.cursor) p.set('cursor', v.cursor);
+  // Only the chosen config and summary columns travel.
+  p.set('fields', v.cols.filter((c) => c.startsWith('config.') || c.startsWith('summary.')).join(','));
+  if (!p.get('fields')) p.set('fields', 'name'); // the base fields only
   for (const [k, val] of Object.entries(extra)) p.set(k, val);
   return p;
 }
@@ -132,7 +139,7 @@ export function workspacePage(app, entity, project, q) {
   const cursors = []; // cursors of the pages before this one (Prev)
   let rows = []; // runs on screen (page, or the expanded groups)
   let total = 0;
-  const runCache = new Map(); // id -> run doc
+  const runCache = new Map(); // id -> the full run document (charts need its metrics)
   const knownKeys = { config: new Set(), summary: new Set() };
   const panels = new Map(); // metric -> Panel
   let chartIds = ''; // the charted runs and metrics the panels were built for
@@ -165,6 +172,7 @@ export function workspacePage(app, entity, project, q) {
   // ----- filter bar
   const fieldIn = h('input', { id: 'filter-field', list: 'filter-fields', placeholder: 'field (state, config.lr, summary.loss…)', 'aria-label': 'Filter field', size: 26 });
   const fieldList = h('datalist', { id: 'filter-fields' });
+  fieldIn.addEventListener('focus', () => sampleKeys());
   const opIn = h('select', { id: 'filter-op', 'aria-label': 'Filter operator' }, ['=', '!=', '<', '<=', '>', '>='].map((o) => h('option', { value: o }, o)));
   const valIn = h('input', { id: 'filter-value', placeholder: 'value', 'aria-label': 'Filter value', size: 14 });
   const filterErr = h('span', { class: 'error', role: 'alert' });
@@ -205,6 +213,14 @@ export function workspacePage(app, entity, project, q) {
       ...[...knownKeys.summary].sort().map((k) => h('option', { value: 'summary.' + k })));
   }
 
+  const searchIn = h('input', { type: 'search', id: 'run-search', placeholder: 'Search runs by name', 'aria-label': 'Search runs by name', value: view.search });
+  searchIn.addEventListener('input', debounce(() => {
+    view.search = searchIn.value.trim();
+    resetPaging();
+    sync();
+    loadRuns();
+  }, 250));
+
   // ----- group by, page size, column picker
   const groupSel = h('select', { id: 'group-by', 'aria-label': 'Group by', onchange: () => {
     view.group = groupSel.value;
@@ -224,7 +240,7 @@ export function workspacePage(app, entity, project, q) {
   const pickBtn = h('button', { id: 'columns-button', 'aria-expanded': 'false', 'aria-controls': 'column-picker', onclick: () => {
     picker.hidden = !picker.hidden;
     pickBtn.setAttribute('aria-expanded', String(!picker.hidden));
-    if (!picker.hidden) drawPicker();
+    if (!picker.hidden) { drawPicker(); sampleKeys(); }
   } }, 'Columns');
   function drawPicker() {
     const search = h('input', { type: 'search', id: 'column-search', placeholder: 'Search columns', 'aria-label': 'Search columns' });
@@ -239,7 +255,9 @@ export function workspacePage(app, entity, project, q) {
           else view.cols = view.cols.filter((x) => x !== c);
           localStorage.setItem(colsKey, JSON.stringify(view.cols));
           sync();
-          drawTable();
+          // A new config or summary column is fetched: rows carry only the chosen ones.
+          if (e.target.checked && (c.startsWith('config.') || c.startsWith('summary.'))) loadRuns({ quiet: true });
+          else drawTable();
         } }), colLabel(c))));
     };
     search.addEventListener('input', drawList);
@@ -284,7 +302,7 @@ export function workspacePage(app, entity, project, q) {
       }
       runsErr.textContent = '';
       const b0 = performance.now();
-      for (const r of rows) learn(r);
+      for (const r of rows) learnKeys(r);
       const b1 = performance.now();
       drawTable();
       performance.measure('lb:learn', { start: b0, end: b1 });
@@ -327,6 +345,25 @@ export function workspacePage(app, entity, project, q) {
 
   function learn(r) {
     runCache.set(r.id, r);
+    learnKeys(r);
+  }
+
+  // Keys for the column picker and the filter builder: the table's rows
+  // carry only the chosen columns, so a sample of full runs (the 200 most
+  // recently active) is read once, when the picker or the builder is used.
+  let sampled = false;
+  async function sampleKeys() {
+    if (sampled) return;
+    sampled = true;
+    try {
+      const page = await searchRuns(entity, project, new URLSearchParams({ sort: '-updated_at', limit: '200' }));
+      for (const r of page.runs) learnKeys(r);
+      drawFieldList();
+      if (!picker.hidden) drawPicker();
+    } catch { sampled = false; }
+  }
+
+  function learnKeys(r) {
     for (const k of Object.keys(configOf(r))) knownKeys.config.add(k);
     for (const k of Object.keys(r.summary || {})) knownKeys.summary.add(k);
   }
@@ -577,13 +614,13 @@ err = run.Finish()`;
     if (!loading.length) requestAnimationFrame(() => performance.mark('lb:charts-drawn'));
   }
 
-  async function updateCharts(force = false) {
+  async function updateCharts(force = false, refresh = new Set()) {
     const { ids, why } = chartedRuns();
-    const missing = ids.filter((id) => !runCache.has(id));
+    const missing = ids.filter((id) => !runCache.has(id) || refresh.has(id));
     if (missing.length) {
-      await Promise.all(missing.map(async (id) => {
+      await pool(missing.map((id) => async () => {
         try { learn(await api(`${projectPath(entity, project)}/runs/${enc(id)}`)); } catch { /* deleted or not visible */ }
-      }));
+      }), 6);
     }
     const runs = ids.filter((id) => runCache.has(id)).map((id) => {
       const r = runCache.get(id);
@@ -651,12 +688,11 @@ err = run.Finish()`;
       if (n) redrawTable = true;
       return n || r;
     });
-    for (const r of changed) if (runCache.has(r.id) || rows.some((x) => x.id === r.id)) learn(r);
     if (redrawTable) drawTable();
     const charted = new Set(chartedRuns().ids.filter((id) => byId.has(id)));
     if (!charted.size) return;
     const before = chartIds;
-    updateCharts().then(() => {
+    updateCharts(false, charted).then(() => {
       if (chartIds !== before) return; // rebuilt: the new panels load by themselves
       for (const p of panels.values()) if (p.loaded) p.load(charted).catch(() => {});
     });
@@ -666,7 +702,7 @@ err = run.Finish()`;
   loadRuns();
 
   const el = h('div', { class: 'page workspace' }, head,
-    h('div', { class: 'toolbar wrap' }, filterForm, h('span', { class: 'spacer' }), groupSel, h('div', { class: 'popover-anchor' }, pickBtn, picker)),
+    h('div', { class: 'toolbar wrap' }, searchIn, filterForm, h('span', { class: 'spacer' }), groupSel, h('div', { class: 'popover-anchor' }, pickBtn, picker)),
     chips, runsErr, tableBox, h('div', { class: 'table-foot' }, selInfo, pager),
     h('div', { class: 'toolbar wrap charts-toolbar' },
       h('h3', {}, 'Charts'), chartInfo, h('span', { class: 'spacer' }), panelSearch,

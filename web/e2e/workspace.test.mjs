@@ -76,10 +76,27 @@ describe('runs table', () => {
     await page.check('#column-picker input[data-col="summary.loss"]');
     await page.click('#columns-button');
     assert.match(decodeURIComponent(page.url()), /cols=.*config\.lr.*summary\.loss/);
-    assert.equal(await page.textContent('tr[data-run] >> nth=0 >> td[data-col="config.lr"]'), '0.06');
+    await page.waitForFunction(() => document.querySelector('tr[data-run] td[data-col="config.lr"]')?.textContent === '0.06');
     await page.click('button.sort[data-sort="summary.loss"]');
     await page.waitForFunction(() => document.querySelector('table.runs tbody th.name')?.textContent === 'r-59'); // lowest loss first
     assert.match(decodeURIComponent(page.url()), /sort=summary\.loss/);
+    // Config columns sort on the server too, and so does the state.
+    await page.click('button.sort[data-sort="config.lr"]');
+    await page.waitForFunction(() => document.querySelector('table.runs tbody th.name')?.textContent === 'r-00');
+    await page.click('button.sort[data-sort="config.lr"]');
+    await page.waitForFunction(() => document.querySelector('table.runs tbody th.name')?.textContent === 'r-59');
+    assert.match(decodeURIComponent(page.url()), /sort=-config\.lr/);
+    // Only the chosen columns travel: no metrics, no other config keys.
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url().includes('/runs?') && r.url().includes('sort=state')),
+      page.click('button.sort[data-sort="state"]'),
+    ]);
+    assert.match(decodeURIComponent(resp.url()), /fields=config\.lr,summary\.loss/);
+    const got = await resp.json();
+    assert.equal(got.length, 20);
+    assert.deepEqual(Object.keys(got[0].config), ['lr']);
+    assert.deepEqual(Object.keys(got[0].summary), ['loss']);
+    assert.equal(got[0].metrics, undefined);
     // Columns are remembered for the project when the URL does not name them.
     await page.goto(`${lb.url}/w/${E}/${P}`);
     await page.waitForSelector('th:has-text("config.lr")');
@@ -118,6 +135,20 @@ describe('runs table', () => {
     await page.click('#filter-chips .chip >> nth=2 >> button');
     await page.waitForSelector('#run-count:has-text("of 5 runs")');
     w.check([/status of 400/]);
+  });
+
+  it('searches runs by name on the server', async (t) => {
+    if (!page) return t.skip('no browser');
+    await page.goto(`${lb.url}/w/${E}/${P}`);
+    await page.waitForSelector('table.runs');
+    await page.fill('#run-search', 'r-1');
+    await page.waitForSelector('#run-count:has-text("of 10 runs")');
+    assert.match(page.url(), /q=r-1/);
+    assert.ok((await names(page)).every((n) => n.startsWith('r-1')));
+    await page.goto(page.url());
+    await page.waitForSelector('#run-count:has-text("of 10 runs")');
+    assert.equal(await page.inputValue('#run-search'), 'r-1');
+    w.check();
   });
 
   it('groups by job type with counts', async (t) => {
