@@ -66,27 +66,30 @@ try {
 
   // 1. The 1,000-run table.
   const tableUrl = `${lb.url}/w/alice/sweep?limit=1000&cols=state,owner,job_type,group,tags,created_at,duration,config.lr,config.batch_size,config.optimizer.name,summary.loss,summary.acc`;
-  const apiUrl = '/api/v1/projects/alice/sweep/runs?sort=-created_at&limit=1000';
-  const nodeApi = [];
-  let bytes = 0;
-  for (let i = 0; i < REPEAT; i++) {
-    const s = performance.now();
-    const res = await fetch(lb.url + apiUrl, { headers: { Authorization: 'Bearer ' + alice.key } });
-    bytes = (await res.arrayBuffer()).byteLength;
-    nodeApi.push(performance.now() - s);
-  }
   const tb = { api: [], paint: [], total: [] };
+  let apiUrl = '';
   for (let i = 0; i < REPEAT; i++) {
     await page.goto(tableUrl);
     await page.waitForFunction(() => performance.getEntriesByName('lb:table-painted').length > 0, null, { timeout: 60000 });
     const m = await page.evaluate(() => {
       const r = performance.getEntriesByType('resource').filter((e) => e.name.includes('/runs?') && e.name.includes('limit=1000'))[0];
       const painted = performance.getEntriesByName('lb:table-painted')[0].startTime;
-      return { api: r.responseEnd - r.requestStart, paint: painted - r.responseEnd, total: painted - r.startTime, rows: Number(document.querySelector("table.runs").dataset.total), dom: document.querySelectorAll("table.runs tbody tr").length };
+      return { url: r.name, api: r.responseEnd - r.requestStart, paint: painted - r.responseEnd, total: painted - r.startTime, rows: Number(document.querySelector("table.runs").dataset.total), dom: document.querySelectorAll("table.runs tbody tr").length };
     });
     if (m.rows !== 1000) throw new Error(`table has ${m.rows} rows`);
     tb.api.push(m.api); tb.paint.push(m.paint); tb.total.push(m.total);
+    apiUrl = m.url;
   }
+  // The same request from node: the API's own response time and size.
+  const nodeApi = [];
+  let bytes = 0;
+  for (let i = 0; i < REPEAT; i++) {
+    const s = performance.now();
+    const res = await fetch(apiUrl, { headers: { Authorization: 'Bearer ' + alice.key } });
+    bytes = (await res.arrayBuffer()).byteLength;
+    nodeApi.push(performance.now() - s);
+  }
+  const full = await (await fetch(lb.url + '/api/v1/projects/alice/sweep/runs?limit=1000', { headers: { Authorization: 'Bearer ' + alice.key } })).arrayBuffer();
 
   // 2. 30 runs x 5,000 steps x 3 metrics.
   const chartUrl = `${lb.url}/w/alice/overlay?sel=${overlay.join(',')}`;
@@ -138,7 +141,7 @@ try {
   console.log(`
 | Figure (median of ${REPEAT}) | Measured | API's own response, same run | Target |
 |---|---|---|---|
-| 1,000-run table: first paint after the response | ${ms(median(tb.paint))} (request to paint ${ms(median(tb.total))}) | ${ms(median(tb.api))} in the browser, ${ms(median(nodeApi))} from node; ${(bytes / 1024).toFixed(0)} KB | <= 300 ms |
+| 1,000-run table: first paint after the response | ${ms(median(tb.paint))} (request to paint ${ms(median(tb.total))}) | ${ms(median(tb.api))} in the browser, ${ms(median(nodeApi))} from node; ${(bytes / 1024).toFixed(0)} KB with the table's 12 columns (all fields: ${(full.byteLength / 1024).toFixed(0)} KB) | <= 300 ms |
 | 30 runs x 5,000 steps x 3 metrics: drawn after the last response | ${ms(median(ch.draw))} (first request to drawn ${ms(median(ch.total))}) | 90 downsamples of ${ch.buckets} buckets: ${ms(median(ch.api))} in the browser, ${ms(median(nodeCh))} from node (6 at a time) | <= 500 ms |
 | Live update: log request to the chart showing the rows | p50 ${ms(median(lat))}, max ${ms(Math.max(...lat))} (10 samples) | polling once a second | <= 2 s |
 `);
