@@ -67,7 +67,9 @@ export class Panel {
     }
     if (this.abort !== ac) return;
     this.status.textContent = '';
+    const t0 = performance.now();
     this.draw();
+    performance.measure('lb:panel-draw', { start: t0, end: performance.now(), detail: this.metric });
     delete this.el.dataset.loading;
   }
 

@@ -93,7 +93,7 @@ try {
 
   // 2. 30 runs x 5,000 steps x 3 metrics.
   const chartUrl = `${lb.url}/w/alice/overlay?sel=${overlay.join(',')}`;
-  const ch = { api: [], draw: [], total: [], buckets: 0 };
+  const ch = { api: [], draw: [], total: [], cpu: [], buckets: 0 };
   for (let i = 0; i < REPEAT; i++) {
     await page.goto(chartUrl);
     await page.waitForFunction(() => document.querySelectorAll('.panel[data-runs="30"]:not([data-loading])').length === 3, null, { timeout: 120000 });
@@ -102,10 +102,11 @@ try {
       const rs = performance.getEntriesByType('resource').filter((e) => e.name.includes('/sampled?'));
       const first = Math.min(...rs.map((r) => r.startTime)), last = Math.max(...rs.map((r) => r.responseEnd));
       const drawn = performance.getEntriesByName('lb:charts-drawn')[0].startTime;
-      return { n: rs.length, api: last - first, draw: drawn - last, total: drawn - first, buckets: new URL(rs[0].name).searchParams.get('buckets') };
+      const cpu = performance.getEntriesByName('lb:panel-draw').reduce((a, e) => a + e.duration, 0);
+      return { n: rs.length, api: last - first, draw: drawn - last, total: drawn - first, cpu, buckets: new URL(rs[0].name).searchParams.get('buckets') };
     });
     if (m.n !== 90) throw new Error(`${m.n} downsample requests, want 90`);
-    ch.api.push(m.api); ch.draw.push(m.draw); ch.total.push(m.total); ch.buckets = m.buckets;
+    ch.api.push(m.api); ch.draw.push(m.draw); ch.cpu.push(m.cpu); ch.total.push(m.total); ch.buckets = m.buckets;
   }
   // The same 90 requests from node, 6 at a time (as the browser does).
   const nodeCh = [];
@@ -138,11 +139,14 @@ try {
     await sleep(Math.random() * 1000);
   }
 
+  const load = (await import('node:os')).loadavg()[0].toFixed(1);
   console.log(`
+Load average during the run: ${load} (${(await import('node:os')).cpus().length} cores)
+
 | Figure (median of ${REPEAT}) | Measured | API's own response, same run | Target |
 |---|---|---|---|
 | 1,000-run table: first paint after the response | ${ms(median(tb.paint))} (request to paint ${ms(median(tb.total))}) | ${ms(median(tb.api))} in the browser, ${ms(median(nodeApi))} from node; ${(bytes / 1024).toFixed(0)} KB with the table's 12 columns (all fields: ${(full.byteLength / 1024).toFixed(0)} KB) | <= 300 ms |
-| 30 runs x 5,000 steps x 3 metrics: drawn after the last response | ${ms(median(ch.draw))} (first request to drawn ${ms(median(ch.total))}) | 90 downsamples of ${ch.buckets} buckets: ${ms(median(ch.api))} in the browser, ${ms(median(nodeCh))} from node (6 at a time) | <= 500 ms |
+| 30 runs x 5,000 steps x 3 metrics: drawn after the last response | ${ms(median(ch.draw))} (the three panels' draw calls: ${ms(median(ch.cpu))}; first request to drawn ${ms(median(ch.total))}) | 90 downsamples of ${ch.buckets} buckets: ${ms(median(ch.api))} in the browser, ${ms(median(nodeCh))} from node (6 at a time) | <= 500 ms |
 | Live update: log request to the chart showing the rows | p50 ${ms(median(lat))}, max ${ms(Math.max(...lat))} (10 samples) | polling once a second | <= 2 s |
 `);
 } finally {
