@@ -188,6 +188,10 @@ type runEntry struct {
 	summary map[string]float64
 	created int64
 	updated int64
+	// seq is the read model's sequence when this version of the run was
+	// indexed (for a project loaded from Badger, the sequence at loading):
+	// RunChanges reports runs indexed after a client's sequence.
+	seq uint64
 
 	once sync.Once
 	doc  []byte
@@ -270,7 +274,7 @@ func (s *Store) index() *runIndex {
 
 // update applies the documents a fold committed: nil runs are deleted runs,
 // nil projects deleted projects.
-func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project) {
+func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project, seq uint64) {
 	if x == nil {
 		return
 	}
@@ -291,7 +295,9 @@ func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project) {
 			delete(entries, k)
 			continue
 		}
-		entries[k] = newEntry(r, entries[k])
+		e := newEntry(r, entries[k])
+		e.seq = seq
+		entries[k] = e
 	}
 }
 
@@ -330,6 +336,9 @@ func (s *Store) entries(entity, project string) ([]*runEntry, error) {
 	// The read transaction starts under the index lock: a commit that it
 	// does not see is applied to the index after the lock is released.
 	m = map[string]*runEntry{}
+	s.mu.Lock()
+	loadedAt := s.seq
+	s.mu.Unlock()
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = runPrefix(entity, project)
@@ -340,7 +349,9 @@ func (s *Store) entries(entity, project string) ([]*runEntry, error) {
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, r) }); err != nil {
 				return err
 			}
-			m[string(it.Item().Key())] = newEntry(r, nil)
+			e := newEntry(r, nil)
+			e.seq = loadedAt
+			m[string(it.Item().Key())] = e
 		}
 		return nil
 	})
@@ -546,6 +557,63 @@ func (s *Store) SearchRuns(entity, project string, q RunQuery) (RunPage, error) 
 		doc, err := m.e.fieldsDoc(q.Fields)
 		if err != nil {
 			return RunPage{}, err
+		}
+		out.Runs = append(out.Runs, doc)
+	}
+	return out, nil
+}
+
+// RunChanges are the runs of a project that changed after a sequence.
+type RunChanges struct {
+	// Seq is the read model's sequence when the changes were read: pass it
+	// as the next since.
+	Seq uint64 `json:"seq"`
+	// Total counts the runs that match the query now (a run started or
+	// deleted changes it; deleted runs are not listed).
+	Total int `json:"total"`
+	// Runs changed after since and match the query, oldest change first
+	// (documents as SearchRuns writes them, with the query's fields).
+	Runs []json.RawMessage `json:"runs"`
+	// More is set when more than MaxRunChanges changed: reload instead.
+	More bool `json:"more,omitempty"`
+}
+
+// MaxRunChanges bounds one answer of RunChanges.
+const MaxRunChanges = 500
+
+// RunChanges answers the runs matching q (its filters and fields; sort and
+// paging do not apply) indexed after sequence since. Since 0 lists none:
+// the caller starts from the answer's Seq.
+func (s *Store) RunChanges(entity, project string, since uint64, q RunQuery) (RunChanges, error) {
+	s.mu.Lock()
+	out := RunChanges{Seq: s.seq, Runs: []json.RawMessage{}}
+	s.mu.Unlock()
+	all, err := s.entries(entity, project)
+	if err != nil {
+		return out, err
+	}
+	var changed []*runEntry
+	for _, e := range all {
+		if !q.match(e) {
+			continue
+		}
+		out.Total++
+		if e.seq > since && since > 0 {
+			changed = append(changed, e)
+		}
+	}
+	slices.SortFunc(changed, func(a, b *runEntry) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), strings.Compare(a.run.ID, b.run.ID))
+	})
+	if len(changed) > MaxRunChanges {
+		changed, out.More = changed[:MaxRunChanges], true
+	}
+	for _, e := range changed {
+		doc := e.Doc()
+		if q.Fields != nil {
+			if doc, err = e.fieldsDoc(q.Fields); err != nil {
+				return out, err
+			}
 		}
 		out.Runs = append(out.Runs, doc)
 	}

@@ -264,3 +264,36 @@ func TestPagination(t *testing.T) {
 		t.Fatalf("paged order differs:\n got %v\nwant %v", got, all)
 	}
 }
+
+// RunChanges lists the runs indexed after a sequence, for a query: what a
+// live view needs after it last looked.
+func TestRunChanges(t *testing.T) {
+	f := searchWorld(t)
+	// The index loads after every event: every run counts as changed for
+	// a client that looked before (it cannot know better), none after.
+	c, err := f.s.RunChanges("alice", "p", 1, projections.RunQuery{})
+	if err != nil || c.Total != 5 || len(c.Runs) != 5 || c.Seq != f.seq {
+		t.Fatalf("from seq 1: %d runs, total %d, seq %d (store at %d), %v", len(c.Runs), c.Total, c.Seq, f.seq, err)
+	}
+	since := c.Seq
+	if c, _ := f.s.RunChanges("alice", "p", since, projections.RunQuery{}); len(c.Runs) != 0 || c.Seq != since {
+		t.Fatalf("nothing changed, got %v (seq %d)", ids(t, projections.RunPage{Runs: c.Runs}), c.Seq)
+	}
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "c", Time: t0.Add(time.Hour), Payload: events.MetricsLoggedV1{Rows: []events.Row{
+		{Step: 5, Values: map[string]events.Value{"loss": 0.05}}}}})
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "a", Payload: events.RunFinishedV1{State: events.StateFinished}})
+	c, _ = f.s.RunChanges("alice", "p", since, projections.RunQuery{})
+	if got := strings.Join(ids(t, projections.RunPage{Runs: c.Runs}), " "); got != "c a" || c.Seq != f.seq || c.Total != 5 {
+		t.Fatalf("changed: %q (want c a, oldest first), seq %d total %d", got, c.Seq, c.Total)
+	}
+	// Filters and fields apply.
+	c, _ = f.s.RunChanges("alice", "p", since, projections.RunQuery{JobType: "eval", Fields: []string{"summary.loss"}})
+	if len(c.Runs) != 1 || c.Total != 2 || !strings.HasSuffix(string(c.Runs[0]), `"config":{},"summary":{"loss":0.05}}`) {
+		t.Fatalf("eval runs changed: %s, total %d", c.Runs, c.Total)
+	}
+	// A deleted run is not listed; the total says it.
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "e", Payload: events.RunDeletedV1{}})
+	if c, _ := f.s.RunChanges("alice", "p", c.Seq, projections.RunQuery{}); len(c.Runs) != 0 || c.Total != 4 {
+		t.Fatalf("after a delete: %d runs, total %d", len(c.Runs), c.Total)
+	}
+}

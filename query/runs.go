@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
@@ -21,6 +22,7 @@ const (
 	OpRunGroups  = "run_groups"  // run counts by a field: RunGroups
 	OpDownsample = "downsample"  // a metric in N buckets: []projections.Bucket
 	OpExport     = "export"      // one page of a history export: ExportPage
+	OpRunChanges = "run_changes" // runs changed after a sequence: projections.RunChanges
 )
 
 // RunsRequest carries the parameters of the run ops (in Request.Runs).
@@ -35,6 +37,12 @@ type RunsRequest struct {
 	From     int64    `json:"from,omitempty"`
 	Header   bool     `json:"header,omitempty"`
 	MaxBytes int      `json:"max_bytes,omitempty"`
+	// Run changes: after this sequence; wait up to WaitMS (at most
+	// MaxChangesWait) for a change, or for the total of matching runs to
+	// differ from Total (-1: unknown).
+	Since  uint64 `json:"since,omitempty"`
+	WaitMS int    `json:"wait_ms,omitempty"`
+	Total  int    `json:"total,omitempty"`
 }
 
 // RunGroups answers OpRunGroups.
@@ -61,6 +69,9 @@ const MaxBuckets = 100_000
 // readRuns answers the run ops; ok is false for other ops.
 func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err error) {
 	switch r.Op {
+	case OpRunChanges:
+		v, err := s.runChanges(ctx, r)
+		return v, true, err
 	case OpSearchRuns, OpRunGroups, OpDownsample, OpExport:
 	default:
 		return nil, false, nil
@@ -109,6 +120,36 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 	res, err := s.Store.Export(r.Entity, r.Project, run.ID, projections.ExportOptions{Metrics: rr.Metrics, From: rr.From,
 		Format: rr.Format, Header: rr.Header, MaxBytes: min(max(rr.MaxBytes, 1), ExportPageBytes)}, &buf)
 	return ExportPage{Text: buf.String(), ExportResult: res}, true, err
+}
+
+// MaxChangesWait bounds how long a run-changes read waits for a change.
+const MaxChangesWait = 25 * time.Second
+
+// runChanges answers the runs changed after Since, waiting (a long poll)
+// until the read model applies something that changes the answer. Since 0
+// answers at once: the current sequence, to start from.
+func (s *Service) runChanges(ctx context.Context, r Request) (projections.RunChanges, error) {
+	rr := r.Runs
+	if rr == nil {
+		rr = &RunsRequest{Total: -1}
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(rr.WaitMS)*time.Millisecond, MaxChangesWait))
+	defer cancel()
+	seen := rr.Since
+	for {
+		ch, err := s.Store.RunChanges(r.Entity, r.Project, rr.Since, rr.Search)
+		if rr.Since == 0 { // a new client: where to start from
+			ch.Runs, ch.More = []json.RawMessage{}, false
+		}
+		if err != nil || len(ch.Runs) > 0 || ch.Total != rr.Total || rr.Since == 0 {
+			return ch, badQuery(err)
+		}
+		// Nothing for this query yet: wait for the next commit.
+		seen = max(seen, ch.Seq)
+		if s.Store.WaitSeq(ctx, seen+1) != nil {
+			return ch, nil
+		}
+	}
 }
 
 func CheckExport(rr *RunsRequest) error {
