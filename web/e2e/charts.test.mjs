@@ -169,6 +169,9 @@ describe('charts', () => {
 
   it('updates the table and charts of a logging run within 2 s', async (t) => {
     if (!page) return t.skip('no browser');
+    const reqs = [];
+    const onReq = (q) => reqs.push(q.url());
+    page.on('request', onReq);
     const r = await alice.startRun(E, P, { name: 'live-run' });
     await alice.log(E, P, r.run_id, rowsOf(10, { loss: (s) => 1 / (s + 1) }));
     await page.goto(`${lb.url}/w/${E}/${P}?sel=${r.run_id}`);
@@ -187,6 +190,10 @@ describe('charts', () => {
     const ms = Date.now() - t0;
     assert.ok(ms <= 2000, `the state change showed after ${ms} ms`);
     console.log(`# live update latency (log -> chart), ms: ${lat.join(', ')}; finish -> table: ${ms}`);
+    // One event stream for the page, no polling of the runs search.
+    page.off('request', onReq);
+    assert.equal(reqs.filter((u) => u.includes('/events?')).length, 1, reqs.filter((u) => u.includes('/events?')).join('\n'));
+    assert.equal(reqs.filter((u) => u.includes('sort=-updated_at')).length, 0);
     w.check();
   });
 });
