@@ -80,6 +80,14 @@ try {
     tb.api.push(m.api); tb.paint.push(m.paint); tb.total.push(m.total);
     apiUrl = m.url;
   }
+  // Rows are built as the table box scrolls: all 1,000 after scrolling down.
+  const dom0 = await page.$$eval('table.runs tbody tr', (t) => t.length);
+  for (let i = 0; i < 20; i++) {
+    await page.$eval('#runs', (b) => { b.scrollTop = b.scrollHeight; });
+    await page.waitForTimeout(50);
+  }
+  const dom1 = await page.$$eval('table.runs tbody tr', (t) => t.length);
+  if (dom0 !== 100 || dom1 !== 1000) throw new Error(`rows built: ${dom0} at first paint, ${dom1} after scrolling`);
   // The same request from node: the API's own response time and size.
   const nodeApi = [];
   let bytes = 0;

@@ -117,9 +117,10 @@ export class Client {
   async waitRows(e, p, id, rows, timeoutMs = 60000) {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const r = await this.run(e, p, id);
-      if (r.history_rows >= rows) return r;
-      if (Date.now() > end) throw new Error(`run ${id}: ${r.history_rows} rows, want ${rows}`);
+      let r = null;
+      try { r = await this.run(e, p, id); } catch (err) { if (Date.now() > end) throw err; } // a busy machine: try again
+      if (r && r.history_rows >= rows) return r;
+      if (Date.now() > end) throw new Error(`run ${id}: ${r?.history_rows} rows, want ${rows}`);
       await new Promise((res) => setTimeout(res, 50));
     }
   }
