@@ -11,12 +11,26 @@ import { auth, searchRuns, api, enc, projectPath } from './api.js';
 export const POLL_MS = 1000;
 const RETRY_MS = 1000;
 
+// currentSeq answers the read model's sequence now (or '' for a server
+// without the stream). A page asks for it before it loads its data and
+// starts its stream there: a change between the load and the stream's
+// start is then replayed, not lost.
+export async function currentSeq(entity, project) {
+  try {
+    const d = await api(`${projectPath(entity, project)}/events?once=1&fields=name`);
+    return String(d.seq);
+  } catch (e) {
+    if (e.status === 401) throw e;
+    return '';
+  }
+}
+
 // watchProject calls onChange(changedRuns, totalChanged) for the runs of
-// the search paramsFn() answers.
-export function watchProject(entity, project, paramsFn, onChange) {
+// the search paramsFn() answers that change after sequence since.
+export function watchProject(entity, project, paramsFn, onChange, since = '') {
   let stopped = false;
   let ac = null;
-  let lastId = '';
+  let lastId = since;
   let total = null;
   let timer = 0;
 
@@ -29,7 +43,7 @@ export function watchProject(entity, project, paramsFn, onChange) {
       const headers = { Authorization: 'Bearer ' + auth.key };
       if (lastId) headers['Last-Event-ID'] = lastId;
       const res = await fetch(`/api/v1${projectPath(entity, project)}/events?${p}`, { headers, signal: ac.signal });
-      if (res.status === 404 && !lastId) return poll();
+      if (res.status === 404) return poll();
       if (!res.ok) throw new Error('HTTP ' + res.status);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
@@ -97,10 +111,10 @@ export function watchProject(entity, project, paramsFn, onChange) {
 
 // watchRun follows one run (its id as the search) and calls onChange with
 // its full document when it changed.
-export function watchRun(entity, project, id, onChange) {
+export function watchRun(entity, project, id, onChange, since = '') {
   const stop = watchProject(entity, project, () => new URLSearchParams({ search: id, fields: 'name' }), async (runs) => {
     if (!runs.some((r) => r.id === id)) return;
     try { onChange(await api(`${projectPath(entity, project)}/runs/${enc(id)}`)); } catch { /* retried on the next change */ }
-  });
+  }, since);
   return stop;
 }

@@ -5,7 +5,7 @@
 import { api, auth, enc, projectPath } from './api.js';
 import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, runDuration } from './util.js';
 import { Panel, sectionOf } from './chart.js';
-import { watchRun } from './live.js';
+import { watchRun, currentSeq } from './live.js';
 
 const LINES_PAGE = 1000;
 
@@ -25,6 +25,7 @@ export function runPage(app, entity, project, id, q) {
   const chartsBox = h('div', { class: 'panels', id: 'run-charts' });
   const consoleBox = h('pre', { class: 'console', id: 'console', tabindex: 0, 'aria-label': 'Console output' });
   const consoleInfo = h('p', { class: 'muted small', id: 'console-info' });
+  const filesBox = h('div', { id: 'files' });
   const lines = new Map(); // n -> text
 
   function field(label, value, id) {
@@ -108,21 +109,45 @@ export function runPage(app, entity, project, id, q) {
     if (atBottom) consoleBox.scrollTop = consoleBox.scrollHeight;
   }
 
-  async function exportRun(format) {
+  async function loadFiles() {
+    let res;
     try {
-      const res = await fetch(`/api/v1${path}/export?format=${format}`, { headers: { Authorization: 'Bearer ' + auth.key } });
-      if (!res.ok) throw new Error((await res.json()).error?.message || res.statusText);
+      res = await api(`${path}/files`);
+    } catch (e) {
+      put(filesBox, h('p', { class: 'muted' }, `Files: ${e.message}`));
+      return;
+    }
+    const files = res.files || [];
+    put(filesBox, files.length ? h('table', { class: 'grid', id: 'files-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'File'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Updated'))),
+      h('tbody', {}, files.map((f) => h('tr', { dataset: { file: f.name } },
+        h('td', {}, h('button', { class: 'link', onclick: () => download(`${path}/files/${f.name.split('/').map(enc).join('/')}`, f.name.split('/').pop()) }, f.name)),
+        h('td', { class: 'num' }, f.size.toLocaleString('en-US') + ' B'), h('td', {}, fmtTime(f.updated_at))))))
+      : h('p', { class: 'muted' }, 'No files uploaded for this run (W&B clients upload config.yaml, requirements.txt, saved files).'));
+  }
+
+  async function exportRun(format) {
+    return download(`${path}/export?format=${format}`, `${run.id}.${format}`);
+  }
+
+  // download fetches with the key (a plain link cannot send it) and saves.
+  async function download(apiPath, name) {
+    try {
+      const res = await fetch(`/api/v1${apiPath}`, { headers: { Authorization: 'Bearer ' + auth.key } });
+      if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message || res.statusText);
       const url = URL.createObjectURL(await res.blob());
-      const a = h('a', { href: url, download: `${run.id}.${format}` });
+      const a = h('a', { href: url, download: name });
       document.body.append(a);
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 1000);
-    } catch (e) { app.flash(`Export failed: ${e.message}`); }
+    } catch (e) { app.flash(`Download failed: ${e.message}`); }
   }
 
   (async () => {
+    let since = '';
     try {
+      since = await currentSeq(entity, project);
       run = await api(path);
       const count = run.lines?.['output.log'] || 0;
       await loadLines(Math.max(0, count - LINES_PAGE));
@@ -135,7 +160,9 @@ export function runPage(app, entity, project, id, q) {
     put(el, headerBox,
       h('div', { class: 'two-col' }, h('section', { id: 'config' }, configBox), h('section', { id: 'summary' }, summaryBox)),
       h('h3', {}, 'Charts'), chartsBox,
-      h('h3', {}, 'Console output'), consoleInfo, consoleBox);
+      h('h3', {}, 'Console output'), consoleInfo, consoleBox,
+      h('h3', {}, 'Files'), filesBox);
+    loadFiles();
     drawCharts();
     drawConsole();
     stop = watchRun(entity, project, id, async (r) => {
@@ -151,7 +178,7 @@ export function runPage(app, entity, project, id, q) {
         await loadLines(Math.max(0, Math.min(oldLines, n) - 5)).catch(() => {});
         drawConsole();
       }
-    });
+    }, since);
   })();
   void q;
   return { el, destroy() { stop?.(); for (const p of panels) p.destroy(); } };

@@ -6,7 +6,7 @@
 import { api, enc, projectPath, searchRuns } from './api.js';
 import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, runDuration, debounce, pool } from './util.js';
 import { Panel, sectionOf } from './chart.js';
-import { watchProject } from './live.js';
+import { watchProject, currentSeq } from './live.js';
 
 const BASE_COLS = [
   { id: 'state', label: 'State' },
@@ -678,7 +678,7 @@ err = run.Finish()`;
   window.addEventListener('resize', onResize);
 
   // ----- live: changed runs patch the table and re-ask the charts
-  stopLive = watchProject(entity, project, () => apiParams({ ...view, cursor: '' }), (changed, added) => {
+  const onLive = (changed, added) => {
     if (destroyed) return;
     if (added || view.group) { loadRuns({ quiet: true }); return; }
     const byId = new Map(changed.map((r) => [r.id, r]));
@@ -696,10 +696,16 @@ err = run.Finish()`;
       if (chartIds !== before) return; // rebuilt: the new panels load by themselves
       for (const p of panels.values()) if (p.loaded) p.load(charted).catch(() => {});
     });
-  });
+  };
 
   drawChips();
-  loadRuns();
+  // The stream starts at the sequence read before the first load, so a
+  // change in between is replayed rather than lost.
+  currentSeq(entity, project).then((since) => {
+    if (destroyed) return;
+    loadRuns();
+    stopLive = watchProject(entity, project, () => apiParams({ ...view, cursor: '' }), onLive, since);
+  }).catch(() => {});
 
   const el = h('div', { class: 'page workspace' }, head,
     h('div', { class: 'toolbar wrap' }, searchIn, filterForm, h('span', { class: 'spacer' }), groupSel, h('div', { class: 'popover-anchor' }, pickBtn, picker)),

@@ -113,6 +113,22 @@ export class Client {
     assert.equal(res.status, 200, await res.text());
   }
 
+  // upload stores a run file the way the W&B clients do: CreateRunFiles
+  // over GraphQL, then a PUT to the signed URL it answers.
+  async upload(e, p, id, name, content) {
+    const basic = 'Basic ' + Buffer.from('api:' + this.key).toString('base64');
+    const query = 'mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) { createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) { runID uploadHeaders files { name uploadUrl } } }';
+    const res = await fetch(this.url + '/graphql', {
+      method: 'POST', headers: { Authorization: basic, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ query, operationName: 'CreateRunFiles', variables: { entity: e, project: p, run: id, files: [name] } }),
+    });
+    const j = await res.json();
+    const url = j.data?.createRunFiles?.files?.[0]?.uploadUrl;
+    assert.ok(url, JSON.stringify(j));
+    const put = await fetch(new URL(url, this.url), { method: 'PUT', body: content });
+    assert.equal(put.status, 200, await put.text());
+  }
+
   // waitRows waits until the read model shows a run's history rows.
   async waitRows(e, p, id, rows, timeoutMs = 60000) {
     const end = Date.now() + timeoutMs;

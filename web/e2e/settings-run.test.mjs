@@ -4,6 +4,7 @@
 // config/summary tables, console output with a live tail).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { startLogbook, launch, watch, shot, signIn, rowsOf, Client } from './harness.mjs';
 
 const E = 'alice', P = 'seg';
@@ -23,6 +24,7 @@ describe('settings, keys and the run page', () => {
     finished = r.run_id;
     await alice.log(E, P, finished, rowsOf(50, { loss: (s) => 1 / (s + 1), 'val/acc': (s) => s / 50 }));
     await alice.output(E, P, finished, 0, ['epoch 0', 'epoch 1', 'loading 10%']);
+    await alice.upload(E, P, finished, 'config.yaml', 'lr: 0.001\nlayers: [64, 32]\n');
     await alice.waitRows(E, P, finished, 50);
     await alice.finish(E, P, finished, { exit_code: 0 });
     ctx = await launch(t);
@@ -139,6 +141,12 @@ describe('settings, keys and the run page', () => {
     assert.equal(await page.textContent('#summary-table tr[data-key="val/acc"] td'), '0.98');
     await page.waitForSelector('#run-charts .panel[data-metric="loss"][data-points="50"]');
     assert.deepEqual(await page.$$eval('#console .line', (ls) => ls.map((l) => l.lastChild.textContent)), ['epoch 0', 'epoch 1', 'loading 10%']);
+    // Its files, downloaded with the key.
+    await page.waitForSelector('#files-table tr[data-file="config.yaml"]');
+    assert.match(await page.textContent('#files-table tr[data-file="config.yaml"]'), /27 B/);
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#files-table tr[data-file="config.yaml"] button')]);
+    assert.equal(dl.suggestedFilename(), 'config.yaml');
+    assert.equal(readFileSync(await dl.path(), 'utf8'), 'lr: 0.001\nlayers: [64, 32]\n');
     await shot(page, 'run-finished');
     w.check();
   });
