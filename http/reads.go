@@ -241,13 +241,17 @@ func (h *Reads) searchRuns(w http.ResponseWriter, r *http.Request) {
 	WriteRaw(w, http.StatusOK, page.Runs)
 }
 
-// runGroups serves GET .../run-groups?by=job_type|group|state|owner with
-// the same filters as GET .../runs.
+// runGroups serves GET .../run-groups?by=job_type|group|state|owner|tag|config.<path>
+// (&agg=summary.<metric>, repeatable or comma-separated) with the same
+// filters as GET .../runs.
 func (h *Reads) runGroups(w http.ResponseWriter, r *http.Request) {
 	req, err := h.request(r, query.OpRunGroups)
 	if err == nil {
 		req.Runs.Search, err = query.ParseRunQuery(r.URL.RawQuery)
 		req.Runs.GroupBy = r.URL.Query().Get("by")
+		for _, a := range r.URL.Query()["agg"] {
+			req.Runs.Aggregates = append(req.Runs.Aggregates, query.CommaList(a)...)
+		}
 	}
 	h.answer(w, r, req, err)
 }

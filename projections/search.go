@@ -768,39 +768,95 @@ func decodeCursor(s, sort string, desc bool) (sortKey, error) {
 type GroupCount struct {
 	Value string `json:"value"`
 	Count int    `json:"count"`
+	// Aggregates of summary metrics over the group's runs, by metric.
+	Aggregates map[string]Aggregate `json:"aggregates,omitempty"`
+}
+
+// Aggregate summarises a summary metric over a group's runs that have a
+// finite value of it (Count of them).
+type Aggregate struct {
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
 }
 
 // CountRuns groups the runs that match q (sort and paging ignored) by
-// job_type, group, state or owner, most common first.
-func (s *Store) CountRuns(entity, project string, q RunQuery, by string) ([]GroupCount, int, error) {
+// job_type, group, state, owner, tag (a run counts under each of its tags)
+// or config.<path> (the value as text; numbers as JSON writes them), most
+// common first; runs without the value count under "". Each group carries
+// the aggregates of the summary metrics named in aggs ("summary.<metric>").
+func (s *Store) CountRuns(entity, project string, q RunQuery, by string, aggs ...string) ([]GroupCount, int, error) {
 	q.Sort, q.Cursor = "", ""
 	if err := q.Validate(); err != nil {
 		return nil, 0, ErrBadQuery{err}
 	}
-	field := map[string]func(*Run) string{
-		"job_type": func(r *Run) string { return r.JobType },
-		"group":    func(r *Run) string { return r.Group },
-		"state":    func(r *Run) string { return r.State },
-		"owner":    func(r *Run) string { return r.Owner },
+	field := map[string]func(*runEntry) []string{
+		"job_type": func(e *runEntry) []string { return []string{e.run.JobType} },
+		"group":    func(e *runEntry) []string { return []string{e.run.Group} },
+		"state":    func(e *runEntry) []string { return []string{e.run.State} },
+		"owner":    func(e *runEntry) []string { return []string{e.run.Owner} },
+		"tag": func(e *runEntry) []string {
+			if len(e.run.Tags) == 0 {
+				return []string{""}
+			}
+			return e.run.Tags
+		},
 	}[by]
+	if path, ok := strings.CutPrefix(by, "config."); ok && path != "" {
+		field = func(e *runEntry) []string { return []string{configText(e.config[path])} }
+	}
 	if field == nil {
-		return nil, 0, ErrBadQuery{fmt.Errorf("group runs by job_type, group, state or owner, not %q", by)}
+		return nil, 0, ErrBadQuery{fmt.Errorf("group runs by job_type, group, state, owner, tag or config.<path>, not %q", by)}
+	}
+	metrics := make([]string, 0, len(aggs))
+	for _, a := range aggs {
+		m, ok := strings.CutPrefix(a, "summary.")
+		if !ok || m == "" {
+			return nil, 0, ErrBadQuery{fmt.Errorf("aggregate summary.<metric>, not %q", a)}
+		}
+		metrics = append(metrics, m)
 	}
 	all, err := s.entries(entity, project)
 	if err != nil {
 		return nil, 0, err
 	}
-	counts := map[string]int{}
+	groups := map[string]*GroupCount{}
 	total := 0
 	for _, e := range all {
-		if q.match(e) {
-			counts[field(e.run)]++
-			total++
+		if !q.match(e) {
+			continue
+		}
+		total++
+		for _, v := range field(e) {
+			g := groups[v]
+			if g == nil {
+				g = &GroupCount{Value: v}
+				groups[v] = g
+			}
+			g.Count++
+			for _, m := range metrics {
+				x, ok := e.summary[m]
+				if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
+					continue
+				}
+				if g.Aggregates == nil {
+					g.Aggregates = map[string]Aggregate{}
+				}
+				a, seen := g.Aggregates["summary."+m]
+				if !seen {
+					a.Min, a.Max = x, x
+				}
+				a.Mean = (a.Mean*float64(a.Count) + x) / float64(a.Count+1)
+				a.Count++
+				a.Min, a.Max = min(a.Min, x), max(a.Max, x)
+				g.Aggregates["summary."+m] = a
+			}
 		}
 	}
-	out := make([]GroupCount, 0, len(counts))
-	for v, n := range counts {
-		out = append(out, GroupCount{Value: v, Count: n})
+	out := make([]GroupCount, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
@@ -809,4 +865,20 @@ func (s *Store) CountRuns(entity, project string, q RunQuery, by string) ([]Grou
 		return out[i].Value < out[j].Value
 	})
 	return out, total, nil
+}
+
+// configText is a config value as a group's name: text as it is, numbers
+// and booleans as JSON writes them, nothing for a missing value, JSON for
+// a list or an object.
+func configText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -146,11 +146,11 @@ func TestSearchFilters(t *testing.T) {
 		t.Fatalf("after deleting a: %v", ids(t, p))
 	}
 	groups, total, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, "job_type")
-	if err != nil || total != 4 || fmt.Sprint(groups) != "[{eval 2} {train 2}]" {
+	if err != nil || total != 4 || fmt.Sprint(groups) != "[{eval 2 map[]} {train 2 map[]}]" {
 		t.Fatalf("group by job_type: %v %d %v", groups, total, err)
 	}
 	groups, _, _ = f.s.CountRuns("alice", "p", projections.RunQuery{States: []string{"running"}}, "group")
-	if fmt.Sprint(groups) != "[{g2 2}]" {
+	if fmt.Sprint(groups) != "[{g2 2 map[]}]" {
 		t.Fatalf("group by group of running runs: %v", groups)
 	}
 	// A deleted project leaves the index.
@@ -295,5 +295,38 @@ func TestRunChanges(t *testing.T) {
 	f.add(events.Event{Entity: "alice", Project: "p", Run: "e", Payload: events.RunDeletedV1{}})
 	if c, _ := f.s.RunChanges("alice", "p", c.Seq, projections.RunQuery{}); len(c.Runs) != 0 || c.Total != 4 {
 		t.Fatalf("after a delete: %d runs, total %d", len(c.Runs), c.Total)
+	}
+}
+
+// Groups by tag (a run under each of its tags) and by a config value, with
+// aggregates of a summary metric: what the runs table's grouping shows.
+func TestCountRunsByTagAndConfig(t *testing.T) {
+	f := searchWorld(t)
+	str := func(gs []projections.GroupCount) string {
+		var b strings.Builder
+		for _, g := range gs {
+			fmt.Fprintf(&b, "%s:%d", g.Value, g.Count)
+			if a, ok := g.Aggregates["summary.loss"]; ok {
+				fmt.Fprintf(&b, "(n%d %.2f %.2f-%.2f)", a.Count, a.Mean, a.Min, a.Max)
+			}
+			b.WriteString(" ")
+		}
+		return b.String()
+	}
+	for _, c := range []struct{ by, want string }{
+		{"tag", "base:2(n2 0.70 0.50-0.90) unet:2(n2 0.40 0.30-0.50) :1(n1 0.10 0.10-0.10) x:1 "},
+		{"config.optimizer.name", ":3(n2 0.50 0.10-0.90) adam:1(n1 0.50 0.50-0.50) sgd:1(n1 0.30 0.30-0.30) "},
+		{"config.optimizer.lr", ":1 0.001:1(n1 0.50 0.50-0.50) 0.01:1(n1 0.30 0.30-0.30) 0.1:1(n1 0.90 0.90-0.90) auto:1(n1 0.10 0.10-0.10) "},
+	} {
+		gs, total, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, c.by, "summary.loss")
+		if err != nil || total != 5 || str(gs) != c.want {
+			t.Errorf("by %s: %q (total %d, %v), want %q", c.by, str(gs), total, err, c.want)
+		}
+	}
+	if _, _, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, "tag", "loss"); err == nil {
+		t.Error("an aggregate without summary. was accepted")
+	}
+	if _, _, err := f.s.CountRuns("alice", "p", projections.RunQuery{}, "config."); err == nil {
+		t.Error("config. without a path was accepted")
 	}
 }

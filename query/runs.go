@@ -29,6 +29,8 @@ const (
 type RunsRequest struct {
 	Search  projections.RunQuery `json:"search"`
 	GroupBy string               `json:"group_by,omitempty"`
+	// Aggregates of a group count: summary.<metric> names.
+	Aggregates []string `json:"aggregates,omitempty"`
 	// Buckets of a downsample.
 	Buckets int `json:"buckets,omitempty"`
 	// Export: format, metrics, first step, CSV header, page size.
@@ -85,7 +87,7 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 		page, err := s.Store.SearchRuns(r.Entity, r.Project, rr.Search)
 		return page, true, badQuery(err)
 	case OpRunGroups:
-		groups, total, err := s.Store.CountRuns(r.Entity, r.Project, rr.Search, rr.GroupBy)
+		groups, total, err := s.Store.CountRuns(r.Entity, r.Project, rr.Search, rr.GroupBy, rr.Aggregates...)
 		return RunGroups{By: rr.GroupBy, Total: total, Groups: groups}, true, badQuery(err)
 	case OpDownsample:
 		run, err := s.run(r)

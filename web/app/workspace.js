@@ -20,7 +20,7 @@ const BASE_COLS = [
 ];
 const DEFAULT_COLS = BASE_COLS.filter((c) => !c.hidden).map((c) => c.id);
 const BASE_FIELDS = ['state', 'owner', 'job_type', 'group', 'tag', 'tags_any'];
-const GROUP_BY = ['job_type', 'group', 'state', 'owner'];
+const GROUP_BY = ['job_type', 'group', 'state', 'owner', 'tag'];
 export const DEFAULT_CHARTED = 10;
 const RENDER_FIRST = 100, RENDER_MORE = 200;
 export const MAX_CHARTED = 100;
@@ -208,6 +208,7 @@ export function workspacePage(app, entity, project, q) {
   }
 
   function drawFieldList() {
+    drawGroupOptions();
     put(fieldList, ...BASE_FIELDS.map((f) => h('option', { value: f })),
       ...[...knownKeys.config].sort().map((k) => h('option', { value: 'config.' + k })),
       ...[...knownKeys.summary].sort().map((k) => h('option', { value: 'summary.' + k })));
@@ -228,7 +229,16 @@ export function workspacePage(app, entity, project, q) {
     resetPaging();
     sync();
     loadRuns();
-  } }, h('option', { value: '' }, 'No grouping'), GROUP_BY.map((g) => h('option', { value: g, selected: view.group === g }, 'Group by ' + colLabel(g).toLowerCase())));
+  } });
+  function drawGroupOptions() {
+    const keys = [...knownKeys.config].sort().map((k) => 'config.' + k);
+    if (view.group.startsWith('config.') && !keys.includes(view.group)) keys.unshift(view.group);
+    put(groupSel, h('option', { value: '' }, 'No grouping'),
+      GROUP_BY.map((g) => h('option', { value: g, selected: view.group === g }, 'Group by ' + (g === 'tag' ? 'tag' : colLabel(g).toLowerCase()))),
+      keys.length ? h('optgroup', { label: 'Config' }, keys.map((k) => h('option', { value: k, selected: view.group === k }, 'Group by ' + k))) : null);
+  }
+  drawGroupOptions();
+  groupSel.addEventListener('focus', () => sampleKeys());
   const limitSel = h('select', { id: 'page-size', 'aria-label': 'Runs per page', onchange: () => {
     view.limit = Number(limitSel.value);
     resetPaging();
@@ -328,13 +338,14 @@ export function workspacePage(app, entity, project, q) {
     const p = apiParams(view);
     p.delete('cursor');
     p.set('by', view.group);
+    for (const c of view.cols) if (c.startsWith('summary.')) p.append('agg', c);
     const res = await api(`${projectPath(entity, project)}/run-groups?${p}`);
     if (my !== loadSeq) return;
     groups = res.groups;
     total = res.total;
     rows = [];
     for (const g of groups) {
-      if (!openGroups.has(g.value)) continue;
+      if (!openGroups.has(g.value) || g.value === '') continue;
       const gv = { ...view, cursor: '', limit: 100, filters: [...view.filters, `${view.group}=${g.value}`] };
       const page = await searchRuns(entity, project, apiParams(gv));
       g.runs = page.runs;
@@ -418,13 +429,18 @@ export function workspacePage(app, entity, project, q) {
     if (view.group) {
       body = groups.map((g) => {
         const open = openGroups.has(g.value);
+        const label = `${view.group === 'tag' ? 'Tag' : colLabel(view.group)}: ${g.value || '(none)'}`;
+        const aggs = Object.entries(g.aggregates || {}).map(([k, a]) =>
+          h('span', { class: 'agg', dataset: { agg: k } }, `${k.slice(8)}: mean ${fmtValue(a.mean)} (min ${fmtValue(a.min)}, max ${fmtValue(a.max)}, ${a.count} runs)`));
         return h('tbody', { class: 'group', dataset: { group: g.value } },
           h('tr', { class: 'group-row' }, h('td', { colspan: cols.length + 1 },
-            h('button', { class: 'link group-toggle', 'aria-expanded': String(open), onclick: () => {
+            // Runs without the value cannot be filtered for: their group is a count only.
+            g.value === '' ? h('span', { class: 'group-toggle' }, label) : h('button', { class: 'link group-toggle', 'aria-expanded': String(open), onclick: () => {
               if (open) openGroups.delete(g.value); else openGroups.add(g.value);
               loadRuns();
-            } }, `${open ? '▾' : '▸'} ${colLabel(view.group)}: ${g.value || '(none)'}`),
+            } }, `${open ? '▾' : '▸'} ${label}`),
             h('span', { class: 'count' }, ` ${g.count} run${g.count === 1 ? '' : 's'}`),
+            aggs.length ? h('span', { class: 'aggs' }, aggs) : null,
             open && g.more > 0 ? h('span', { class: 'muted' }, ` (first 100 shown)`) : null)),
           open ? (g.runs || []).map((r) => runRow(r, now)) : null);
       });

@@ -165,6 +165,18 @@ describe('runs table', () => {
     await shot(page, 'runs-grouped');
     await page.goto(page.url());
     await page.waitForSelector('tbody.group[data-group="train"]');
+    // By a config value, with the aggregates of a summary column; by tag.
+    await page.goto(`${lb.url}/w/${E}/${P}?group=config.optimizer.name&cols=state,summary.loss`);
+    await page.waitForSelector('tbody.group[data-group="adam"]');
+    assert.match(await page.textContent('tbody.group[data-group="adam"] .group-row'), /adam\s+30 runs/);
+    assert.equal(await page.textContent('tbody.group[data-group="adam"] [data-agg="summary.loss"]'), 'loss: mean 0.7 (min 0.41, max 0.99, 30 runs)');
+    assert.equal(await page.inputValue('#group-by'), 'config.optimizer.name');
+    await page.click('tbody.group[data-group="adam"] .group-toggle');
+    await page.waitForFunction(() => document.querySelectorAll('tbody.group[data-group="adam"] tr[data-run]').length === 30);
+    await shot(page, 'runs-grouped-config');
+    await page.selectOption('#group-by', 'tag');
+    await page.waitForSelector('tbody.group[data-group="odd"]');
+    assert.match(await page.textContent('tbody.group[data-group="odd"] .group-row'), /odd\s+30 runs/);
     w.check();
   });
 
