@@ -226,6 +226,32 @@ describe('runs table', () => {
     w.check();
   });
 
+  it('is usable from the keyboard', async (t) => {
+    if (!page) return t.skip('no browser');
+    await page.goto(`${lb.url}/w/${E}/${P}?cols=state`);
+    await page.waitForSelector('table.runs');
+    // Tab from the search box reaches the filter builder.
+    await page.focus('#run-search');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'filter-field');
+    // Sort headers, selection boxes and eye toggles are native controls.
+    await page.focus('button.sort[data-sort=name]');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelector('table.runs tbody th.name')?.textContent === 'r-00');
+    await page.focus(`tr[data-run="${ids[0]}"] input.sel`);
+    await page.keyboard.press('Space');
+    await page.waitForFunction((id) => new URLSearchParams(location.search).get('sel') === id, ids[0]);
+    await page.focus(`tr[data-run="${ids[1]}"] button.eye`);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((id) => new URLSearchParams(location.search).get('hide') === id, ids[1]);
+    // On a fresh page the skip link is the first stop.
+    await page.goto(`${lb.url}/w/${E}/${P}`);
+    await page.waitForSelector('table.runs');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+    w.check();
+  });
+
   it('works at 800 px wide', async (t) => {
     if (!page) return t.skip('no browser');
     await page.setViewportSize({ width: 800, height: 900 });
