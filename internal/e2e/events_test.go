@@ -76,15 +76,28 @@ func openEvents(t *testing.T, url, key, lastID string) (func(time.Duration) (run
 // second or two, with only the fields asked for; a reconnect with
 // Last-Event-ID gets what it missed.
 func TestRunEventsStream(t *testing.T) {
-	sys := mustAllInOne(t)
+	runEventsScenario(t, mustAllInOne(t))
+}
+
+// The same through nats-server, ingest, projector and query as separate
+// processes: the stream's long-poll reads go through the NATS read service.
+func TestRunEventsStreamProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts real binaries")
+	}
+	runEventsScenario(t, mustProcesses(t))
+}
+
+func runEventsScenario(t *testing.T, sys system) {
 	admin := api{t, sys.WriteURL, adminKey}
+	reader := api{t, sys.ReadURL, adminKey}
 	admin.must(201, "POST", "/api/v1/projects", map[string]string{"entity": "admin", "name": "live"}, nil)
 	var run struct {
 		RunID string `json:"run_id"`
 		Seq   uint64 `json:"seq"`
 	}
 	admin.must(201, "POST", "/api/v1/projects/admin/live/runs", map[string]any{"name": "r", "job_type": "train"}, &run)
-	admin.must(200, "GET", "/api/v1/projects/admin/live?min_seq="+strconv.FormatUint(run.Seq, 10), nil, nil)
+	reader.must(200, "GET", "/api/v1/projects/admin/live?min_seq="+strconv.FormatUint(run.Seq, 10), nil, nil)
 	url := sys.ReadURL + "/api/v1/projects/admin/live/events?job_type=train&fields=summary.loss"
 
 	next, stop := openEvents(t, url, adminKey, "")
@@ -129,14 +142,14 @@ func TestRunEventsStream(t *testing.T) {
 		Total int               `json:"total"`
 		Runs  []json.RawMessage `json:"runs"`
 	}
-	admin.must(200, "GET", "/api/v1/projects/admin/live/events?once=1&since="+ev.ID, nil, &once)
+	reader.must(200, "GET", "/api/v1/projects/admin/live/events?once=1&since="+ev.ID, nil, &once)
 	if once.Total != 2 || len(once.Runs) != 2 {
 		t.Fatalf("once: %+v", once)
 	}
 	if st := (api{t, sys.ReadURL, "lb-nope"}).do("GET", "/api/v1/projects/admin/live/events", nil, nil); st != 401 {
 		t.Fatalf("a bad key: %d", st)
 	}
-	if st := admin.do("GET", "/api/v1/projects/admin/live/events?since=x", nil, nil); st != 400 {
+	if st := reader.do("GET", "/api/v1/projects/admin/live/events?since=x", nil, nil); st != 400 {
 		t.Fatalf("since=x: %d", st)
 	}
 }
