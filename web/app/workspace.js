@@ -33,9 +33,10 @@ export function sortable(col) {
 
 function list(v) { return v ? v.split(',').filter(Boolean) : []; }
 
-export function readView(q, stored) {
+export function readView(q, stored, storedPins) {
   const zoom = list(q.get('zoom')).map(Number);
   return {
+    pinned: new Set(q.has('pin') ? list(q.get('pin')) : storedPins || []),
     sort: q.get('sort') || '-created_at',
     filters: q.getAll('f'),
     cols: q.has('cols') ? list(q.get('cols')) : [...(stored || DEFAULT_COLS)],
@@ -62,6 +63,7 @@ export function writeView(v) {
   if (v.sort !== '-created_at') p.set('sort', v.sort);
   for (const f of v.filters) p.append('f', f);
   if (v.cols.join(',') !== DEFAULT_COLS.join(',')) p.set('cols', v.cols.join(','));
+  if (v.pinned.size) p.set('pin', [...v.pinned].join(','));
   if (v.sel.length) p.set('sel', v.sel.join(','));
   if (v.hide.size) p.set('hide', [...v.hide].join(','));
   if (v.group) p.set('group', v.group);
@@ -129,9 +131,15 @@ function colLabel(col) {
 
 export function workspacePage(app, entity, project, q) {
   const colsKey = `logbook.cols.${entity}/${project}`;
-  let stored = null;
-  try { stored = JSON.parse(localStorage.getItem(colsKey) || 'null'); } catch { /* ignore */ }
-  const view = readView(q, stored);
+  const pinsKey = `logbook.pins.${entity}/${project}`;
+  let stored = null, storedPins = null;
+  try {
+    stored = JSON.parse(localStorage.getItem(colsKey) || 'null');
+    storedPins = JSON.parse(localStorage.getItem(pinsKey) || 'null');
+  } catch { /* ignore */ }
+  const view = readView(q, stored, storedPins);
+  // Pinned columns come first and stay in view when the table scrolls sideways.
+  const shownCols = () => [...view.cols.filter((c) => view.pinned.has(c)), ...view.cols.filter((c) => !view.pinned.has(c))];
   const base = `/w/${enc(entity)}/${enc(project)}`;
   document.title = `${project} · ${entity} · Logbook`;
   app.crumbs(h('a', { href: '/' }, 'Projects'), h('span', {}, entity), h('a', { href: base }, project));
@@ -268,7 +276,15 @@ export function workspacePage(app, entity, project, q) {
           // A new config or summary column is fetched: rows carry only the chosen ones.
           if (e.target.checked && (c.startsWith('config.') || c.startsWith('summary.'))) loadRuns({ quiet: true });
           else drawTable();
-        } }), colLabel(c))));
+        } }), colLabel(c),
+        view.cols.includes(c) ? h('button', { class: 'pin', 'aria-pressed': String(view.pinned.has(c)), 'aria-label': `pin ${c}`, title: 'Pin to the left', dataset: { pin: c }, onclick: (e) => {
+          e.preventDefault();
+          if (view.pinned.has(c)) view.pinned.delete(c); else view.pinned.add(c);
+          localStorage.setItem(pinsKey, JSON.stringify([...view.pinned]));
+          sync();
+          drawTable();
+          drawList();
+        } }, view.pinned.has(c) ? 'pinned' : 'pin') : null)));
     };
     search.addEventListener('input', drawList);
     drawList();
@@ -400,7 +416,7 @@ export function workspacePage(app, entity, project, q) {
         h('button', { class: 'eye', 'aria-pressed': String(!hidden), 'aria-label': `${hidden ? 'show' : 'hide'} ${r.name} in charts`, title: hidden ? 'Hidden from charts' : 'Shown in charts', onclick: () => toggleHide(r.id) }, hidden ? '◌' : '●'),
         h('i', { class: 'swatch', style: `background:${runColor(r.id)}` })),
       h('th', { scope: 'row', class: 'name' }, h('a', { href: `${base}/runs/${enc(r.id)}` }, r.name)),
-      view.cols.map((c) => h('td', { class: c.startsWith('summary.') || c.startsWith('config.') ? 'num' : null, dataset: { col: c } }, cell(r, c, now))));
+      shownCols().map((c, i) => h('td', { class: (c.startsWith('summary.') || c.startsWith('config.') ? 'num' : '') + (view.pinned.has(c) ? ' pinned' : ''), style: view.pinned.has(c) ? `left:var(--pin-${i})` : null, dataset: { col: c } }, cell(r, c, now))));
   }
 
   let rendered = 0;
@@ -415,7 +431,7 @@ export function workspacePage(app, entity, project, q) {
 
   function drawTable() {
     const now = Date.now();
-    const cols = ['name', ...view.cols];
+    const cols = ['name', ...shownCols()];
     const allSel = rows.length > 0 && rows.every((r) => view.sel.includes(r.id));
     const thead = h('thead', {}, h('tr', {},
       h('th', { class: 'ctl' }, h('input', { type: 'checkbox', id: 'select-page', 'aria-label': 'select every run on this page', checked: allSel, onchange: (e) => {
@@ -424,7 +440,12 @@ export function workspacePage(app, entity, project, q) {
         drawTable();
         updateCharts();
       } })),
-      cols.map(headerCell)));
+      cols.map((c, i) => {
+        const th = headerCell(c);
+        if (c === 'name') th.classList.add('name');
+        if (view.pinned.has(c)) { th.classList.add('pinned'); th.style.left = `var(--pin-${i - 1})`; }
+        return th;
+      })));
     let body;
     if (view.group) {
       body = groups.map((g) => {
@@ -455,7 +476,20 @@ export function workspacePage(app, entity, project, q) {
       put(pager, );
       return;
     }
-    put(tableBox, h('table', { class: 'grid runs', dataset: { total } }, thead, body),
+    const table = h('table', { class: 'grid runs', dataset: { total } }, thead, body);
+    requestAnimationFrame(() => {
+      // Offsets of the pinned columns: after the control and name columns.
+      const ths = table.querySelectorAll('thead th');
+      if (ths.length < 2) return;
+      table.style.setProperty('--name-left', ths[0].offsetWidth + 'px');
+      let left = ths[0].offsetWidth + ths[1].offsetWidth;
+      shownCols().forEach((c, k) => {
+        if (!view.pinned.has(c)) return;
+        table.style.setProperty(`--pin-${k}`, left + 'px');
+        left += ths[k + 2].offsetWidth;
+      });
+    });
+    put(tableBox, table,
       total === 0 ? h('p', { class: 'muted', id: 'no-match' }, 'No runs match these filters.') : null);
     drawPager();
     drawSelInfo();

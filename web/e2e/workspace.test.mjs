@@ -252,9 +252,30 @@ describe('runs table', () => {
     w.check();
   });
 
-  it('works at 800 px wide', async (t) => {
+  it('works at 800 px wide, with a pinned column staying in view', async (t) => {
     if (!page) return t.skip('no browser');
     await page.setViewportSize({ width: 800, height: 900 });
+    await page.goto(`${lb.url}/w/${E}/${P}?cols=state,owner,job_type,group,tags,created_at,duration,config.lr,summary.acc`);
+    await page.waitForSelector('table.runs');
+    await page.click('#columns-button');
+    await page.click('#column-picker button[data-pin="config.lr"]');
+    await page.click('#columns-button');
+    assert.match(decodeURIComponent(page.url()), /pin=config\.lr/);
+    const heads = await page.$$eval('table.runs thead th', (ths) => ths.map((th) => th.textContent.replace(/[ ▲▼]+$/, '')));
+    assert.deepEqual(heads.slice(1, 3), ['Name', 'config.lr']);
+    const cellX = () => page.$eval('table.runs tbody tr td[data-col="config.lr"]', (td) => td.getBoundingClientRect().left);
+    const stateX = () => page.$eval('table.runs tbody tr td[data-col="state"]', (td) => td.getBoundingClientRect().left);
+    await page.waitForTimeout(100);
+    const [x0, s0] = [await cellX(), await stateX()];
+    await page.$eval('#runs', (b) => { b.scrollLeft = 300; });
+    await page.waitForTimeout(100);
+    const [x1, s1] = [await cellX(), await stateX()];
+    assert.ok(Math.abs(x1 - x0) < 2, `the pinned column moved from ${x0} to ${x1}`);
+    assert.ok(s0 - s1 > 100, `an unpinned column did not scroll (${s0} -> ${s1})`);
+    await shot(page, 'runs-pinned-800px');
+    // Remembered for the project.
+    await page.goto(`${lb.url}/w/${E}/${P}`);
+    await page.waitForSelector('table.runs thead th.pinned');
     await page.goto(`${lb.url}/w/${E}/${P}`);
     await page.waitForSelector('.panel[data-metric=loss] canvas');
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
