@@ -3,11 +3,13 @@ package http
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/policy"
@@ -29,6 +31,7 @@ func (h *Reads) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/members", h.serve(query.OpMembers))
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs", h.searchRuns)
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/run-groups", h.runGroups)
+	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/events", h.runEvents)
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", h.sampled)
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/export", h.export)
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}", h.serve(query.OpRun))
@@ -120,6 +123,87 @@ func intParam(q url.Values, name string, dst *int64) error {
 	return nil
 }
 
+// RunEventsWait is how long one read of a run-events stream waits for a
+// change before the stream sends a keep-alive comment.
+var RunEventsWait = 15 * time.Second
+
+// runEvents serves GET .../events: Server-Sent Events of the project's
+// runs as they change, for the same search as GET .../runs (filters, search,
+// fields; sort and paging do not apply). Each event is "runs" with data
+// {seq, total, runs, more} and id = seq; the first tells the current seq
+// and total (and, when resuming, the runs changed since). A client that
+// reconnects with Last-Event-ID (or ?since=) misses nothing; more=true
+// says too much changed to list: reload. ?once=1 answers the same at once
+// as one JSON document (for clients that poll).
+func (h *Reads) runEvents(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, query.OpRunChanges)
+	q := r.URL.Query()
+	if err == nil {
+		req.Runs.Search, err = query.ParseRunQuery(r.URL.RawQuery)
+	}
+	since := r.Header.Get("Last-Event-ID")
+	if since == "" {
+		since = q.Get("since")
+	}
+	if since != "" && err == nil {
+		if req.Runs.Since, err = strconv.ParseUint(since, 10, 64); err != nil {
+			err = errs.New(errs.Invalid, "invalid", "since (Last-Event-ID) must be a sequence number, not %q", since)
+		}
+	}
+	flusher, ok := w.(http.Flusher)
+	if err == nil && !ok {
+		err = errs.E(errs.Internal, "this connection cannot stream")
+	}
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	// The first read authorizes, before a byte of the stream is written.
+	req.Runs.Total = -1
+	data, err := h.Reader.Read(r.Context(), req)
+	if err != nil {
+		WriteError(w, h.Log, err)
+		return
+	}
+	if q.Get("once") == "1" {
+		WriteRaw(w, http.StatusOK, data)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	req.MinSeq = 0
+	for {
+		var ch struct {
+			Seq   uint64            `json:"seq"`
+			Total int               `json:"total"`
+			Runs  []json.RawMessage `json:"runs"`
+		}
+		if err := json.Unmarshal(data, &ch); err != nil {
+			h.Log.Warn("run events", "err", err)
+			return
+		}
+		if len(ch.Runs) > 0 || ch.Total != req.Runs.Total || req.Runs.Since == 0 {
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: runs\ndata: %s\n\n", ch.Seq, data); err != nil {
+				return
+			}
+		} else if _, err := io.WriteString(w, ": waiting\n\n"); err != nil {
+			return
+		}
+		flusher.Flush()
+		req.Runs.Since, req.Runs.Total, req.Runs.WaitMS = ch.Seq, ch.Total, int(RunEventsWait/time.Millisecond)
+		if data, err = h.Reader.Read(r.Context(), req); err != nil {
+			if r.Context().Err() == nil {
+				msg, _ := json.Marshal(err.Error())
+				_, _ = fmt.Fprintf(w, "event: error\ndata: {\"message\":%s}\n\n", msg)
+			}
+			return
+		}
+	}
+}
+
 // searchRuns serves GET .../runs: a JSON array of runs (the page), with the
 // total count in X-Total-Count and the next page's cursor in X-Next-Cursor
 // (and a Link header, rel="next").
@@ -157,13 +241,17 @@ func (h *Reads) searchRuns(w http.ResponseWriter, r *http.Request) {
 	WriteRaw(w, http.StatusOK, page.Runs)
 }
 
-// runGroups serves GET .../run-groups?by=job_type|group|state|owner with
-// the same filters as GET .../runs.
+// runGroups serves GET .../run-groups?by=job_type|group|state|owner|tag|config.<path>
+// (&agg=summary.<metric>, repeatable or comma-separated) with the same
+// filters as GET .../runs.
 func (h *Reads) runGroups(w http.ResponseWriter, r *http.Request) {
 	req, err := h.request(r, query.OpRunGroups)
 	if err == nil {
 		req.Runs.Search, err = query.ParseRunQuery(r.URL.RawQuery)
 		req.Runs.GroupBy = r.URL.Query().Get("by")
+		for _, a := range r.URL.Query()["agg"] {
+			req.Runs.Aggregates = append(req.Runs.Aggregates, query.CommaList(a)...)
+		}
 	}
 	h.answer(w, r, req, err)
 }

@@ -69,14 +69,38 @@ func Health(mux *http.ServeMux) {
 	})
 }
 
-// Web serves the browser UI at / (only the exact path: the API and the W&B
-// endpoints keep theirs).
+// Web serves the browser workspace: the page at / and /w/... (the page
+// routes the path itself), its assets at /ui/.... Every other path stays
+// the API's and the W&B endpoints'.
 func Web(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+	page := func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", web.CSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
 		_, _ = w.Write(web.Index)
+	}
+	mux.HandleFunc("GET /{$}", page)
+	mux.HandleFunc("GET /w/", page)
+	mux.HandleFunc("GET /ui/{file...}", func(w http.ResponseWriter, r *http.Request) {
+		a, ok := web.Lookup(r.PathValue("file"))
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", a.ContentType)
+		h.Set("X-Content-Type-Options", "nosniff")
+		// Revalidated on every load (a 304 by ETag), so a new binary's
+		// modules are never mixed with cached old ones.
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", a.ETag)
+		if r.Header.Get("If-None-Match") == a.ETag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = w.Write(a.Body)
 	})
 }
 

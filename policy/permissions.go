@@ -143,6 +143,7 @@ var ReadEndpoint = []struct {
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/files/{file...}", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/run-groups", ReadProject},
+	{"GET /api/v1/projects/{entity}/{project}/events", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/sampled", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/runs/{run}/export", ReadProject},
 	{"GET /api/v1/projects/{entity}/{project}/asof", ReadProject},

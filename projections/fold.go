@@ -84,7 +84,7 @@ func (f *fold) flush(seq uint64) error {
 	if err := f.txn.Commit(); err != nil {
 		return fmt.Errorf("commit read model at seq %d: %w", seq, err)
 	}
-	f.idx.update(f.runs, f.projects)
+	f.idx.update(f.runs, f.projects, seq)
 	f.txn = f.db.NewTransaction(true)
 	f.size = 0
 	clear(f.runs)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -29,14 +30,23 @@ type RunQuery struct {
 	TagsAll []string `json:"tags_all,omitempty"` // every one of
 	// Conds compare config values and summary metrics (see ParseCond).
 	Conds []Cond `json:"conds,omitempty"`
-	// Sort is "created_at" (default), "name", "updated_at" or
-	// "summary.<metric>"; Desc reverses it. Runs without the metric come
-	// last either way; ties are broken by run id.
+	// Search keeps runs whose name or id contains it (case-insensitive).
+	Search string `json:"search,omitempty"`
+	// Sort is "created_at" (default), "name", "updated_at", "state",
+	// "owner", "job_type", "group", "summary.<metric>" or
+	// "config.<path>"; Desc reverses it. Runs without the value come last
+	// either way; config numbers sort before config text; ties are broken
+	// by run id.
 	Sort string `json:"sort,omitempty"`
 	Desc bool   `json:"desc,omitempty"`
 	// Cursor continues after the last run of the previous page.
 	Cursor string `json:"cursor,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
+	// Fields, when set, trims each run to what a table shows: its base
+	// fields (see RunFields), the config paths named "config.<path>"
+	// (nested again), the summary values named "summary.<metric>", and
+	// "metrics" (every metric's aggregates) only if named.
+	Fields []string `json:"fields,omitempty"`
 }
 
 // Cond is one comparison: Field "config" (Path a dotted key path such as
@@ -178,6 +188,10 @@ type runEntry struct {
 	summary map[string]float64
 	created int64
 	updated int64
+	// seq is the read model's sequence when this version of the run was
+	// indexed (for a project loaded from Badger, the sequence at loading):
+	// RunChanges reports runs indexed after a client's sequence.
+	seq uint64
 
 	once sync.Once
 	doc  []byte
@@ -260,7 +274,7 @@ func (s *Store) index() *runIndex {
 
 // update applies the documents a fold committed: nil runs are deleted runs,
 // nil projects deleted projects.
-func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project) {
+func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project, seq uint64) {
 	if x == nil {
 		return
 	}
@@ -281,7 +295,9 @@ func (x *runIndex) update(runs map[string]*Run, projects map[string]*Project) {
 			delete(entries, k)
 			continue
 		}
-		entries[k] = newEntry(r, entries[k])
+		e := newEntry(r, entries[k])
+		e.seq = seq
+		entries[k] = e
 	}
 }
 
@@ -320,6 +336,9 @@ func (s *Store) entries(entity, project string) ([]*runEntry, error) {
 	// The read transaction starts under the index lock: a commit that it
 	// does not see is applied to the index after the lock is released.
 	m = map[string]*runEntry{}
+	s.mu.Lock()
+	loadedAt := s.seq
+	s.mu.Unlock()
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = runPrefix(entity, project)
@@ -330,7 +349,9 @@ func (s *Store) entries(entity, project string) ([]*runEntry, error) {
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, r) }); err != nil {
 				return err
 			}
-			m[string(it.Item().Key())] = newEntry(r, nil)
+			e := newEntry(r, nil)
+			e.seq = loadedAt
+			m[string(it.Item().Key())] = e
 		}
 		return nil
 	})
@@ -348,6 +369,9 @@ func (s *Store) entries(entity, project string) ([]*runEntry, error) {
 func (q *RunQuery) match(e *runEntry) bool {
 	r := e.run
 	if q.JobType != "" && r.JobType != q.JobType || q.Group != "" && r.Group != q.Group || q.Owner != "" && r.Owner != q.Owner {
+		return false
+	}
+	if q.Search != "" && !containsFold(r.Name, q.Search) && !containsFold(r.ID, q.Search) {
 		return false
 	}
 	if len(q.States) > 0 && !slices.Contains(q.States, r.State) {
@@ -372,6 +396,7 @@ func (q *RunQuery) match(e *runEntry) bool {
 // sortKey is a run's position in an order: a number or a string, missing
 // values last, then the run id.
 type sortKey struct {
+	Rank    int     `json:"r,omitempty"` // config values: numbers 0, text 1
 	Num     float64 `json:"n,omitempty"`
 	Str     string  `json:"s,omitempty"`
 	Missing bool    `json:"m,omitempty"`
@@ -379,20 +404,22 @@ type sortKey struct {
 }
 
 type sortSpec struct {
-	kind   string // created_at, updated_at, name, summary
-	metric string
+	kind   string // created_at, updated_at, name, state, owner, job_type, group, summary, config
+	metric string // the summary metric or config path
 }
 
 func sortOf(s string) (sortSpec, error) {
 	switch {
 	case s == "" || s == "created_at" || s == "start" || s == "started_at":
 		return sortSpec{kind: "created_at"}, nil
-	case s == "updated_at" || s == "name":
+	case s == "updated_at" || s == "name" || s == "state" || s == "owner" || s == "job_type" || s == "group":
 		return sortSpec{kind: s}, nil
 	case strings.HasPrefix(s, "summary.") && len(s) > len("summary."):
 		return sortSpec{kind: "summary", metric: s[len("summary."):]}, nil
+	case strings.HasPrefix(s, "config.") && len(s) > len("config."):
+		return sortSpec{kind: "config", metric: s[len("config."):]}, nil
 	}
-	return sortSpec{}, fmt.Errorf("cannot sort by %q: sort by created_at, updated_at, name or summary.<metric> (prefix - for descending)", s)
+	return sortSpec{}, fmt.Errorf("cannot sort by %q: sort by created_at, updated_at, name, state, owner, job_type, group, summary.<metric> or config.<path> (prefix - for descending)", s)
 }
 
 func (sp sortSpec) key(e *runEntry) sortKey {
@@ -404,6 +431,20 @@ func (sp sortSpec) key(e *runEntry) sortKey {
 		k.Num = float64(e.updated)
 	case "name":
 		k.Str = e.run.Name
+	case "state", "owner", "job_type", "group":
+		k.Str = map[string]string{"state": e.run.State, "owner": e.run.Owner, "job_type": e.run.JobType, "group": e.run.Group}[sp.kind]
+		k.Missing = k.Str == ""
+	case "config":
+		switch v := e.config[sp.metric].(type) {
+		case float64:
+			k.Num = v
+		case string:
+			k.Rank, k.Str = 1, v
+		case bool:
+			k.Rank, k.Str = 1, strconv.FormatBool(v)
+		default: // absent, null, or an object or list
+			k.Missing = true
+		}
 	case "summary":
 		v, ok := e.summary[sp.metric]
 		k.Num, k.Missing = v, !ok || math.IsNaN(v)
@@ -418,7 +459,10 @@ func compareKeys(a, b sortKey, desc bool) int {
 		}
 		return -1
 	}
-	c := cmp.Compare(a.Num, b.Num)
+	c := cmp.Compare(a.Rank, b.Rank)
+	if c == 0 {
+		c = cmp.Compare(a.Num, b.Num)
+	}
 	if c == 0 {
 		c = strings.Compare(a.Str, b.Str)
 	}
@@ -506,9 +550,165 @@ func (s *Store) SearchRuns(entity, project string, q RunQuery) (RunPage, error) 
 		out.NextCursor = encodeCursor(page[limit-1].k, q.Sort, q.Desc)
 	}
 	for _, m := range page {
-		out.Runs = append(out.Runs, m.e.Doc())
+		if q.Fields == nil {
+			out.Runs = append(out.Runs, m.e.Doc())
+			continue
+		}
+		doc, err := m.e.fieldsDoc(q.Fields)
+		if err != nil {
+			return RunPage{}, err
+		}
+		out.Runs = append(out.Runs, doc)
 	}
 	return out, nil
+}
+
+// RunChanges are the runs of a project that changed after a sequence.
+type RunChanges struct {
+	// Seq is the read model's sequence when the changes were read: pass it
+	// as the next since.
+	Seq uint64 `json:"seq"`
+	// Total counts the runs that match the query now (a run started or
+	// deleted changes it; deleted runs are not listed).
+	Total int `json:"total"`
+	// Runs changed after since and match the query, oldest change first
+	// (documents as SearchRuns writes them, with the query's fields).
+	Runs []json.RawMessage `json:"runs"`
+	// More is set when more than MaxRunChanges changed: reload instead.
+	More bool `json:"more,omitempty"`
+}
+
+// MaxRunChanges bounds one answer of RunChanges.
+const MaxRunChanges = 500
+
+// RunChanges answers the runs matching q (its filters and fields; sort and
+// paging do not apply) indexed after sequence since. Since 0 lists none:
+// the caller starts from the answer's Seq.
+func (s *Store) RunChanges(entity, project string, since uint64, q RunQuery) (RunChanges, error) {
+	s.mu.Lock()
+	out := RunChanges{Seq: s.seq, Runs: []json.RawMessage{}}
+	s.mu.Unlock()
+	all, err := s.entries(entity, project)
+	if err != nil {
+		return out, err
+	}
+	var changed []*runEntry
+	for _, e := range all {
+		if !q.match(e) {
+			continue
+		}
+		out.Total++
+		if e.seq > since && since > 0 {
+			changed = append(changed, e)
+		}
+	}
+	slices.SortFunc(changed, func(a, b *runEntry) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), strings.Compare(a.run.ID, b.run.ID))
+	})
+	if len(changed) > MaxRunChanges {
+		changed, out.More = changed[:MaxRunChanges], true
+	}
+	for _, e := range changed {
+		doc := e.Doc()
+		if q.Fields != nil {
+			if doc, err = e.fieldsDoc(q.Fields); err != nil {
+				return out, err
+			}
+		}
+		out.Runs = append(out.Runs, doc)
+	}
+	return out, nil
+}
+
+// RunFields are what a run carries in a search with fields: what a runs
+// table shows whatever columns are chosen.
+type RunFields struct {
+	ID        string                    `json:"id"`
+	Name      string                    `json:"name"`
+	Owner     string                    `json:"owner"`
+	State     string                    `json:"state"`
+	JobType   string                    `json:"job_type,omitempty"`
+	Group     string                    `json:"group,omitempty"`
+	Tags      []string                  `json:"tags"`
+	ExitCode  *int                      `json:"exit_code,omitempty"`
+	CreatedAt time.Time                 `json:"created_at"`
+	UpdatedAt time.Time                 `json:"updated_at"`
+	Config    map[string]any            `json:"config"`
+	Summary   map[string]events.Value   `json:"summary"`
+	Metrics   map[string]*MetricSummary `json:"metrics,omitempty"`
+}
+
+// fieldsDoc encodes the run with only the chosen config paths (nested
+// again, so the document keeps the shape of the full one) and summary
+// values.
+func (e *runEntry) fieldsDoc(fields []string) ([]byte, error) {
+	r := e.run
+	d := RunFields{ID: r.ID, Name: r.Name, Owner: r.Owner, State: r.State, JobType: r.JobType, Group: r.Group, Tags: r.Tags,
+		ExitCode: r.ExitCode, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Config: map[string]any{}, Summary: map[string]events.Value{}}
+	var sum map[string]events.Value
+	var tree any // the whole config, decoded if a path is not in the index (a list)
+	for _, f := range fields {
+		switch {
+		case f == "metrics":
+			d.Metrics = r.Metrics
+		case strings.HasPrefix(f, "config."):
+			path := f[len("config."):]
+			v, ok := e.config[path]
+			if !ok {
+				if tree == nil && json.Unmarshal(r.Config, &tree) != nil {
+					tree = map[string]any{}
+				}
+				v, ok = lookupPath(tree, strings.Split(path, "."))
+			}
+			if ok {
+				setPath(d.Config, strings.Split(path, "."), v)
+			}
+		case strings.HasPrefix(f, "summary."):
+			if sum == nil {
+				sum = r.Summary()
+			}
+			if v, ok := sum[f[len("summary."):]]; ok {
+				d.Summary[f[len("summary."):]] = v
+			}
+		}
+	}
+	return json.Marshal(d)
+}
+
+// setPath sets m[a][b]...[z] = v, making the maps on the way (a path that
+// runs into a value keeps the value).
+func setPath(m map[string]any, path []string, v any) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			if _, taken := m[k]; taken {
+				return
+			}
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// lookupPath finds a value (a list or an object too) by its dotted path.
+func lookupPath(v any, path []string) (any, bool) {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// containsFold reports whether sub is in s, ignoring case.
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
 // selectSmallest moves the k smallest elements to the front (quickselect).
@@ -568,39 +768,95 @@ func decodeCursor(s, sort string, desc bool) (sortKey, error) {
 type GroupCount struct {
 	Value string `json:"value"`
 	Count int    `json:"count"`
+	// Aggregates of summary metrics over the group's runs, by metric.
+	Aggregates map[string]Aggregate `json:"aggregates,omitempty"`
+}
+
+// Aggregate summarises a summary metric over a group's runs that have a
+// finite value of it (Count of them).
+type Aggregate struct {
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
 }
 
 // CountRuns groups the runs that match q (sort and paging ignored) by
-// job_type, group, state or owner, most common first.
-func (s *Store) CountRuns(entity, project string, q RunQuery, by string) ([]GroupCount, int, error) {
+// job_type, group, state, owner, tag (a run counts under each of its tags)
+// or config.<path> (the value as text; numbers as JSON writes them), most
+// common first; runs without the value count under "". Each group carries
+// the aggregates of the summary metrics named in aggs ("summary.<metric>").
+func (s *Store) CountRuns(entity, project string, q RunQuery, by string, aggs ...string) ([]GroupCount, int, error) {
 	q.Sort, q.Cursor = "", ""
 	if err := q.Validate(); err != nil {
 		return nil, 0, ErrBadQuery{err}
 	}
-	field := map[string]func(*Run) string{
-		"job_type": func(r *Run) string { return r.JobType },
-		"group":    func(r *Run) string { return r.Group },
-		"state":    func(r *Run) string { return r.State },
-		"owner":    func(r *Run) string { return r.Owner },
+	field := map[string]func(*runEntry) []string{
+		"job_type": func(e *runEntry) []string { return []string{e.run.JobType} },
+		"group":    func(e *runEntry) []string { return []string{e.run.Group} },
+		"state":    func(e *runEntry) []string { return []string{e.run.State} },
+		"owner":    func(e *runEntry) []string { return []string{e.run.Owner} },
+		"tag": func(e *runEntry) []string {
+			if len(e.run.Tags) == 0 {
+				return []string{""}
+			}
+			return e.run.Tags
+		},
 	}[by]
+	if path, ok := strings.CutPrefix(by, "config."); ok && path != "" {
+		field = func(e *runEntry) []string { return []string{configText(e.config[path])} }
+	}
 	if field == nil {
-		return nil, 0, ErrBadQuery{fmt.Errorf("group runs by job_type, group, state or owner, not %q", by)}
+		return nil, 0, ErrBadQuery{fmt.Errorf("group runs by job_type, group, state, owner, tag or config.<path>, not %q", by)}
+	}
+	metrics := make([]string, 0, len(aggs))
+	for _, a := range aggs {
+		m, ok := strings.CutPrefix(a, "summary.")
+		if !ok || m == "" {
+			return nil, 0, ErrBadQuery{fmt.Errorf("aggregate summary.<metric>, not %q", a)}
+		}
+		metrics = append(metrics, m)
 	}
 	all, err := s.entries(entity, project)
 	if err != nil {
 		return nil, 0, err
 	}
-	counts := map[string]int{}
+	groups := map[string]*GroupCount{}
 	total := 0
 	for _, e := range all {
-		if q.match(e) {
-			counts[field(e.run)]++
-			total++
+		if !q.match(e) {
+			continue
+		}
+		total++
+		for _, v := range field(e) {
+			g := groups[v]
+			if g == nil {
+				g = &GroupCount{Value: v}
+				groups[v] = g
+			}
+			g.Count++
+			for _, m := range metrics {
+				x, ok := e.summary[m]
+				if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
+					continue
+				}
+				if g.Aggregates == nil {
+					g.Aggregates = map[string]Aggregate{}
+				}
+				a, seen := g.Aggregates["summary."+m]
+				if !seen {
+					a.Min, a.Max = x, x
+				}
+				a.Mean = (a.Mean*float64(a.Count) + x) / float64(a.Count+1)
+				a.Count++
+				a.Min, a.Max = min(a.Min, x), max(a.Max, x)
+				g.Aggregates["summary."+m] = a
+			}
 		}
 	}
-	out := make([]GroupCount, 0, len(counts))
-	for v, n := range counts {
-		out = append(out, GroupCount{Value: v, Count: n})
+	out := make([]GroupCount, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
@@ -609,4 +865,20 @@ func (s *Store) CountRuns(entity, project string, q RunQuery, by string) ([]Grou
 		return out[i].Value < out[j].Value
 	})
 	return out, total, nil
+}
+
+// configText is a config value as a group's name: text as it is, numbers
+// and booleans as JSON writes them, nothing for a missing value, JSON for
+// a list or an object.
+func configText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
@@ -21,12 +22,15 @@ const (
 	OpRunGroups  = "run_groups"  // run counts by a field: RunGroups
 	OpDownsample = "downsample"  // a metric in N buckets: []projections.Bucket
 	OpExport     = "export"      // one page of a history export: ExportPage
+	OpRunChanges = "run_changes" // runs changed after a sequence: projections.RunChanges
 )
 
 // RunsRequest carries the parameters of the run ops (in Request.Runs).
 type RunsRequest struct {
 	Search  projections.RunQuery `json:"search"`
 	GroupBy string               `json:"group_by,omitempty"`
+	// Aggregates of a group count: summary.<metric> names.
+	Aggregates []string `json:"aggregates,omitempty"`
 	// Buckets of a downsample.
 	Buckets int `json:"buckets,omitempty"`
 	// Export: format, metrics, first step, CSV header, page size.
@@ -35,6 +39,12 @@ type RunsRequest struct {
 	From     int64    `json:"from,omitempty"`
 	Header   bool     `json:"header,omitempty"`
 	MaxBytes int      `json:"max_bytes,omitempty"`
+	// Run changes: after this sequence; wait up to WaitMS (at most
+	// MaxChangesWait) for a change, or for the total of matching runs to
+	// differ from Total (-1: unknown).
+	Since  uint64 `json:"since,omitempty"`
+	WaitMS int    `json:"wait_ms,omitempty"`
+	Total  int    `json:"total,omitempty"`
 }
 
 // RunGroups answers OpRunGroups.
@@ -61,6 +71,9 @@ const MaxBuckets = 100_000
 // readRuns answers the run ops; ok is false for other ops.
 func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err error) {
 	switch r.Op {
+	case OpRunChanges:
+		v, err := s.runChanges(ctx, r)
+		return v, true, err
 	case OpSearchRuns, OpRunGroups, OpDownsample, OpExport:
 	default:
 		return nil, false, nil
@@ -74,7 +87,7 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 		page, err := s.Store.SearchRuns(r.Entity, r.Project, rr.Search)
 		return page, true, badQuery(err)
 	case OpRunGroups:
-		groups, total, err := s.Store.CountRuns(r.Entity, r.Project, rr.Search, rr.GroupBy)
+		groups, total, err := s.Store.CountRuns(r.Entity, r.Project, rr.Search, rr.GroupBy, rr.Aggregates...)
 		return RunGroups{By: rr.GroupBy, Total: total, Groups: groups}, true, badQuery(err)
 	case OpDownsample:
 		run, err := s.run(r)
@@ -109,6 +122,36 @@ func (s *Service) readRuns(ctx context.Context, r Request) (v any, ok bool, err 
 	res, err := s.Store.Export(r.Entity, r.Project, run.ID, projections.ExportOptions{Metrics: rr.Metrics, From: rr.From,
 		Format: rr.Format, Header: rr.Header, MaxBytes: min(max(rr.MaxBytes, 1), ExportPageBytes)}, &buf)
 	return ExportPage{Text: buf.String(), ExportResult: res}, true, err
+}
+
+// MaxChangesWait bounds how long a run-changes read waits for a change.
+const MaxChangesWait = 25 * time.Second
+
+// runChanges answers the runs changed after Since, waiting (a long poll)
+// until the read model applies something that changes the answer. Since 0
+// answers at once: the current sequence, to start from.
+func (s *Service) runChanges(ctx context.Context, r Request) (projections.RunChanges, error) {
+	rr := r.Runs
+	if rr == nil {
+		rr = &RunsRequest{Total: -1}
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(rr.WaitMS)*time.Millisecond, MaxChangesWait))
+	defer cancel()
+	seen := rr.Since
+	for {
+		ch, err := s.Store.RunChanges(r.Entity, r.Project, rr.Since, rr.Search)
+		if rr.Since == 0 { // a new client: where to start from
+			ch.Runs, ch.More = []json.RawMessage{}, false
+		}
+		if err != nil || len(ch.Runs) > 0 || ch.Total != rr.Total || rr.Since == 0 {
+			return ch, badQuery(err)
+		}
+		// Nothing for this query yet: wait for the next commit.
+		seen = max(seen, ch.Seq)
+		if s.Store.WaitSeq(ctx, seen+1) != nil {
+			return ch, nil
+		}
+	}
 }
 
 func CheckExport(rr *RunsRequest) error {
@@ -179,8 +222,9 @@ var validState = map[string]bool{events.StateRunning: true, events.StateFinished
 // ParseRunQuery reads the run search syntax of GET .../runs (see README):
 // job_type, group, owner, state (comma: any of), tag (repeatable: all of),
 // tags_any, tags_all, filter (repeatable) and bare config./summary.
-// comparisons such as config.optimizer.lr>=0.001, sort ([-]field), limit,
-// cursor.
+// comparisons such as config.optimizer.lr>=0.001, search (name or id
+// contains), sort ([-]field), fields (comma list: config.<path>,
+// summary.<metric>, metrics), limit, cursor.
 func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 	var q projections.RunQuery
 	bad := func(format string, args ...any) error {
@@ -229,6 +273,14 @@ func ParseRunQuery(rawQuery string) (projections.RunQuery, error) {
 				return q, bad("%v", err)
 			}
 			q.Conds = append(q.Conds, c)
+		case "search":
+			q.Search = val
+		case "fields":
+			for _, f := range strings.Split(val, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					q.Fields = append(q.Fields, f)
+				}
+			}
 		case "sort":
 			q.Sort, q.Desc = strings.CutPrefix(val, "-")
 		case "cursor":

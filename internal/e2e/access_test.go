@@ -120,7 +120,7 @@ func TestPermissionMatrixReads(t *testing.T) {
 		path = strings.NewReplacer("{entity}", "acme", "{project}", "proj", "{run}", w.runID, "{username}", "sa-target", "{team}", "acme",
 			"{collection}", "ds", "{version}", "v0", "{path...}", "a.json").Replace(path)
 		// The query each endpoint needs to answer 200 when allowed.
-		path += map[string]string{"/lines": "?file=output.log", "/run-groups": "?by=job_type", "/sampled": "?metric=loss",
+		path += map[string]string{"/lines": "?file=output.log", "/run-groups": "?by=job_type", "/sampled": "?metric=loss", "/events": "?once=1",
 			"/asof": "?time=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}[path[strings.LastIndex(path, "/"):]]
 		perm, ok := policy.PermissionOf(ep.Action)
 		if !ok {
