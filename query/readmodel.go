@@ -3,6 +3,8 @@ package query
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nuid"
 
 	"github.com/logbook/logbook/errs"
 	"github.com/logbook/logbook/events"
@@ -95,7 +95,7 @@ func OpenReadModel(el EventLog, subj events.Subjects, o projections.Options, log
 	if err != nil {
 		return nil, err
 	}
-	p := &ReadModel{ID: nuid.Next()[:8], events: el, subjects: subj, opts: o, log: log, failed: make(chan error, 2), caughtUp: make(chan struct{})}
+	p := &ReadModel{ID: newID(), events: el, subjects: subj, opts: o, log: log, failed: make(chan error, 2), caughtUp: make(chan struct{})}
 	p.cur.Store(p.newGeneration(o.Dir, st))
 	p.Reader = liveReader{p}
 	return p, nil
@@ -382,4 +382,11 @@ func (p *ReadModel) Verify(ctx context.Context) (Verification, error) {
 	}
 	v.Equal = v.Live == v.Replay
 	return v, nil
+}
+
+// newID names a read-model replica: 8 random lower-case hex characters.
+func newID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

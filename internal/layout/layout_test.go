@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,6 +87,9 @@ func violations(pkgs []pkg) []string {
 			case imp == "net/http" && !httpClients[name]:
 				out = append(out, name+" imports net/http: HTTP belongs in package http (or wandb)")
 			}
+		}
+		if name == "query" && slices.ContainsFunc(p.Imports, func(i string) bool { return strings.HasPrefix(i, "github.com/nats-io/") }) {
+			out = append(out, name+" imports NATS: the read side gets its event log passed in (bus)")
 		}
 		if (name == "ingest" || name == "query") && contains(p.Deps, module+"/http") {
 			out = append(out, name+" depends on package http: services know no transport")
