@@ -78,6 +78,7 @@ func init() {
 	register[ArtifactCommittedV1](1, nil)
 	register[ArtifactAliasesAddedV1](1, nil)
 	register[ArtifactUsedV1](1, nil)
+	register[EventQuarantinedV1](1, nil)
 	register[ArtifactDeletedV1](1, nil)
 	register[ArtifactLinkedV1](1, nil)
 }

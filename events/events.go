@@ -63,6 +63,13 @@ const (
 	// event's project (W&B's link_artifact): a collection of links to
 	// versions that live elsewhere, with its own vN and aliases.
 	ArtifactLinked Type = "artifact_linked"
+
+	// EventQuarantined records a site admin's decision that the event at
+	// one stream sequence of the log (one that cannot be decoded or
+	// applied) is skipped by every replayer: the policy state, every
+	// projection, digests and time travel. It lives on the admin's
+	// entity-level subject, so the site audit shows it.
+	EventQuarantined Type = "event_quarantined"
 )
 
 // Payload is the typed body of an event.

@@ -353,6 +353,13 @@ type ArtifactLinkedV1 struct {
 	Aliases         []string `json:"aliases"`
 }
 
+// EventQuarantinedV1 skips the event at stream sequence Seq of the log for
+// good; Reason says why (shown in the audit).
+type EventQuarantinedV1 struct {
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
+}
+
 // EventType implementations bind each payload to its type name.
 func (UserCreatedV1) EventType() Type          { return UserCreated }
 func (KeyCreatedV1) EventType() Type           { return KeyCreated }
@@ -383,3 +390,4 @@ func (ArtifactAliasesAddedV1) EventType() Type { return ArtifactAliasesAdded }
 func (ArtifactUsedV1) EventType() Type         { return ArtifactUsed }
 func (ArtifactDeletedV1) EventType() Type      { return ArtifactDeleted }
 func (ArtifactLinkedV1) EventType() Type       { return ArtifactLinked }
+func (EventQuarantinedV1) EventType() Type     { return EventQuarantined }

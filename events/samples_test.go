@@ -56,6 +56,7 @@ var samples = []Event{
 	{Entity: "your-team-name", Project: "model-registry", Payload: ArtifactLinkedV1{ArtifactID: "01JDX0000000000000000000AR",
 		ArtifactEntity: "your-team-name", ArtifactProject: "awesome-segmentation", Portfolio: "segmenter", Type: "model", VersionIndex: 0,
 		Aliases: []string{"staging", "latest"}}},
+	{Entity: "alice", Payload: EventQuarantinedV1{Seq: 1234, Reason: "undecodable: written by a newer binary"}},
 }
 
 func init() {

@@ -166,3 +166,27 @@ func (s Subjects) ParseProposal(subject string) (user, entity, project string, t
 	}
 	return tok[0], tok[1], project, Type(tok[3]), nil
 }
+
+// Quarantines matches the quarantine decisions (event_quarantined, stored
+// on the deciding admin's entity-level subject).
+func (s Subjects) Quarantines() string {
+	return s.Prefix + ".ev.*." + EntityToken + "." + string(EventQuarantined)
+}
+
+// ParseEvent splits an event subject into its entity and project (""
+// for entity-level events); ok is false for a subject that is not one.
+func (s Subjects) ParseEvent(subject string) (entity, project string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.Prefix+".ev.")
+	if !found {
+		return "", "", false
+	}
+	tok := strings.Split(rest, ".")
+	if len(tok) != 3 {
+		return "", "", false
+	}
+	if tok[1] == EntityToken {
+		return tok[0], "", true
+	}
+	project, err := ParseSubjectToken(tok[1])
+	return tok[0], project, err == nil
+}
