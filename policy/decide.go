@@ -38,6 +38,12 @@ const (
 	CodeArtifactExists       Code = "artifact_exists"
 	CodeArtifactTypeMismatch Code = "artifact_type_mismatch"
 	CodeArtifactHasAliases   Code = "artifact_has_aliases"
+	// The log (policy/quarantine.go).
+	CodeAlreadyQuarantined Code = "already_quarantined"
+	// CodeEventUnreadable refuses a proposal on an aggregate whose log
+	// holds an event this decider cannot read and no one has quarantined:
+	// its state there may be wrong.
+	CodeEventUnreadable Code = "event_unreadable"
 )
 
 // Rejection says why a proposal was refused: a stable code and a message a
@@ -166,6 +172,9 @@ var rules = map[events.Type]rule{
 	events.ArtifactDeleted:      on(projectGate, decideArtifactDeleted),
 	events.ArtifactUsed:         on(runGate, decideArtifactUsed),
 	events.ArtifactLinked:       on(projectGate, decideArtifactLinked),
+
+	// The log itself (policy/quarantine.go).
+	events.EventQuarantined: on(noGate, decideEventQuarantined),
 }
 
 // gate is what must hold before a rule runs. Gates are ordered: runGate

@@ -35,6 +35,9 @@ const (
 	// ReadSiteAudit is reading the audit trail of every user and team
 	// (refusals above project level included).
 	ReadSiteAudit Action = "read the audit trail of every user and team"
+	// QuarantineEvents is skipping an event of the log that cannot be
+	// read, for good, on every replayer (policy/quarantine.go).
+	QuarantineEvents Action = "quarantine an unreadable event of the log"
 	// Derived is the action of event types that only the policy produces
 	// (member_joined, run_resumed): no role may propose them.
 	Derived Action = "(produced by the policy only)"
@@ -84,6 +87,7 @@ var Permissions = []Permission{
 	{CreateUser, ScopeSite, events.RoleAdmin},
 	{CreateTeam, ScopeSite, events.RoleAdmin},
 	{ReadSiteAudit, ScopeSite, events.RoleAdmin},
+	{QuarantineEvents, ScopeSite, events.RoleAdmin},
 	{Derived, ScopeProject, ""},
 	{SystemOnly, ScopeProject, ""},
 }
@@ -127,6 +131,7 @@ var ProposalAction = []struct {
 	{events.ArtifactUsed, WriteOwnRun, "another member's run: " + string(WriteAnyRun) + "; and " + string(ReadProject) + " on the artifact's project"},
 	{events.ArtifactDeleted, DeleteArtifact, ""},
 	{events.ArtifactLinked, CreateArtifact, ""},
+	{events.EventQuarantined, QuarantineEvents, ""},
 }
 
 // ReadEndpoint maps every HTTP read endpoint to the action it needs.

@@ -130,6 +130,9 @@ func proposalCases() []proposalCase {
 		{"artifact_aliases_added", CreateArtifact, ScopeProject, proj(events.ArtifactAliasesAddedV1{ArtifactID: "art-committed", Aliases: []string{"best"}})},
 		{"artifact_deleted", DeleteArtifact, ScopeProject, proj(events.ArtifactDeletedV1{ArtifactID: "art-committed", Force: true})},
 		{"artifact_used (own run)", WriteOwnRun, ScopeProject, own(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
+		{"event_quarantined", QuarantineEvents, ScopeSite, func(a string) events.Event {
+			return events.Event{Entity: a, Payload: events.EventQuarantinedV1{Seq: 1, Reason: "corrupt"}}
+		}},
 		{"artifact_used (another member's run)", WriteAnyRun, ScopeProject, other(events.ArtifactUsedV1{ArtifactID: "art-committed"})},
 		{"artifact_linked", CreateArtifact, ScopeProject, proj(events.ArtifactLinkedV1{ArtifactID: "art-committed", Portfolio: "ds-portfolio", Aliases: []string{"staging"}})},
 	}

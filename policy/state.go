@@ -90,6 +90,9 @@ type State struct {
 	// seq is the last stream sequence applied per aggregate (entity/project,
 	// or entity/ for entity-level events), for optimistic concurrency.
 	seq map[string]uint64
+	// quarantined are the stream sequences every replayer skips
+	// (event_quarantined; policy/quarantine.go).
+	quarantined map[uint64]bool
 
 	// CrashAfter is how long a running run may stay quiet before the crash
 	// sweeper's RunCrashed proposal is accepted (configuration, not log
@@ -109,6 +112,8 @@ func NewState() *State {
 		decidedBy: map[string]string{},
 		artifacts: map[string]*Artifact{},
 		seq:       map[string]uint64{},
+
+		quarantined: map[uint64]bool{},
 
 		CrashAfter: DefaultCrashAfter,
 	}
@@ -239,6 +244,9 @@ func (s *State) Apply(seq uint64, e events.Event) {
 	s.applyProject(agg, p, e)
 	applyRun(p, run, e)
 	s.applyArtifact(p, e)
+	if q, ok := e.Payload.(events.EventQuarantinedV1); ok && q.Seq < seq {
+		s.quarantined[q.Seq] = true
+	}
 }
 
 // applyDirectory folds users, keys and teams.
