@@ -101,17 +101,22 @@ func (s *Store) ReplayTo(ctx context.Context, src Source, upTo uint64, progress 
 	errDone := errors.New("done")
 	var applied int64
 	recs := make([]Record, 0, 1024)
-	err := src(ctx, s.Seq()+1, func(batch []RawRecord) error {
+	sk, err := newSkipper(ctx, s.quarantine)
+	if err != nil {
+		return s.Seq(), fmt.Errorf("read the quarantined sequences: %w", err)
+	}
+	err = src(ctx, s.Seq()+1, func(batch []RawRecord) error {
 		recs = recs[:0]
 		for _, r := range batch {
 			if upTo > 0 && r.Seq > upTo {
 				break
 			}
-			e, err := events.Decode(r.Data)
+			e, derr := events.Decode(r.Data)
+			skip, err := sk.check(ctx, r.Seq, derr)
 			if err != nil {
-				return fmt.Errorf("decode event at seq %d: %w", r.Seq, err)
+				return err
 			}
-			recs = append(recs, Record{Seq: r.Seq, Event: e})
+			recs = append(recs, Record{Seq: r.Seq, Event: e, Skip: skip})
 		}
 		if err := s.Apply(recs); err != nil {
 			return err
@@ -245,6 +250,11 @@ func AsOf(ctx context.Context, read LogReader, subj events.Subjects, entity, pro
 	}
 	errDone := errors.New("done")
 	recs := make([]Record, 0, 1024)
+	sk, err := newSkipper(ctx, Quarantined(read, subj))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("read the quarantined sequences: %w", err)
+	}
 	err = read(ctx, []string{subj.Aggregate(entity, project), subj.EntityEvents()}, func(batch []RawRecord) error {
 		recs = recs[:0]
 		stop := false
@@ -253,11 +263,12 @@ func AsOf(ctx context.Context, read LogReader, subj events.Subjects, entity, pro
 				stop = true
 				break
 			}
-			e, err := events.Decode(r.Data)
+			e, derr := events.Decode(r.Data)
+			skip, err := sk.check(ctx, r.Seq, derr)
 			if err != nil {
-				return fmt.Errorf("decode event at seq %d: %w", r.Seq, err)
+				return err
 			}
-			recs = append(recs, Record{Seq: r.Seq, Event: e})
+			recs = append(recs, Record{Seq: r.Seq, Event: e, Skip: skip})
 		}
 		if err := st.Apply(recs); err != nil {
 			return err

@@ -61,6 +61,8 @@ type Store struct {
 	seq     uint64
 	changed chan struct{} // closed and replaced whenever seq advances
 	sparse  bool          // fed a filtered part of the log: gaps are expected
+	// quarantine is the set of sequences replays skip (nil: none).
+	quarantine QuarantineSet
 
 	idxOnce sync.Once
 	idx     *runIndex // runs of queried projects, kept current by Apply
@@ -77,6 +79,9 @@ type Options struct {
 	Sparse bool
 	// ReadOnly opens an existing read model for inspection (digest) only.
 	ReadOnly bool
+	// Quarantined, when set, says which sequences of the log Follow and
+	// ReplayTo skip (quarantined by a site admin; see QuarantineSet).
+	Quarantined QuarantineSet
 }
 
 // Open opens (or creates) the read model in dir. A read model written by
@@ -94,7 +99,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open read model in %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, changed: make(chan struct{}), sparse: o.Sparse}
+	s := &Store{db: db, changed: make(chan struct{}), sparse: o.Sparse, quarantine: o.Quarantined}
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		s.seq, err = getUint(txn, keySeq)
@@ -152,6 +157,10 @@ func (s *Store) WaitSeq(ctx context.Context, seq uint64) error {
 type Record struct {
 	Seq   uint64
 	Event events.Event
+	// Skip marks a quarantined event: it is not folded, but the applied
+	// sequence moves past it (so a replay that skips it has the same
+	// checkpoint as any other).
+	Skip bool
 }
 
 // Apply folds a batch of events, in stream order, into the read model, and
@@ -170,6 +179,11 @@ func (s *Store) Apply(batch []Record) error {
 		}
 		if r.Seq != last+1 && !s.sparse {
 			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
+		}
+		if r.Skip {
+			last = r.Seq
+			n++
+			continue
 		}
 		if err := f.applyAt(r.Seq, r.Event); err != nil {
 			return fmt.Errorf("fold event %s (seq %d): %w", r.Event.ID, r.Seq, err)
@@ -257,6 +271,10 @@ type Source func(ctx context.Context, from uint64, fn func([]RawRecord) error) e
 func (s *Store) Follow(ctx context.Context, src Source) error {
 	var recs []Record
 	var errs []error
+	sk, err := newSkipper(ctx, s.quarantine)
+	if err != nil {
+		return fmt.Errorf("read the quarantined sequences: %w", err)
+	}
 	return src(ctx, s.Seq()+1, func(batch []RawRecord) error {
 		// Decoding is pure and costs more than folding: decode the batch
 		// on every core, then fold it in order.
@@ -267,9 +285,11 @@ func (s *Store) Follow(ctx context.Context, src Source) error {
 			recs[i].Event, errs[i] = events.Decode(batch[i].Data)
 		})
 		for i, err := range errs {
+			skip, err := sk.check(ctx, recs[i].Seq, err)
 			if err != nil {
-				return fmt.Errorf("decode event at seq %d: %w", batch[i].Seq, err)
+				return err
 			}
+			recs[i].Skip = skip
 		}
 		return s.Apply(recs)
 	})
