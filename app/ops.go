@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +34,9 @@ func (in *Ingest) Ready(context.Context) error {
 // Ready is the read side's readiness: the read model has caught up with
 // the log as it was when the projector started.
 func (p *Projector) Ready(context.Context) error {
+	if err := p.ReadModel.Stalled(); err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
 	select {
 	case <-p.ReadModel.CaughtUp():
 		return nil

@@ -20,7 +20,11 @@ type AdminRequest struct {
 // Status is the live read model's directory and sequence (cheap).
 func (p *ReadModel) Status() ReadModelStatus {
 	g := p.cur.Load()
-	return ReadModelStatus{ID: p.ID, Dir: g.dir, Seq: g.store.Seq()}
+	st := ReadModelStatus{ID: p.ID, Dir: g.dir, Seq: g.store.Seq()}
+	if err := p.Stalled(); err != nil {
+		st.Error = err.Error()
+	}
+	return st
 }
 
 // User looks a user up by key hash in the live read model.

@@ -58,8 +58,11 @@ type ReadModel struct {
 	runCtx context.Context // set while Run runs
 	failed chan error      // a live generation's follow failed
 
-	progress     progressTracker
-	caughtUp     chan struct{}
+	progress progressTracker
+	caughtUp chan struct{}
+	// stalled is the unreadable event the live read model waits at, until
+	// a site admin quarantines it (nil while it follows the log).
+	stalled      atomic.Pointer[events.UnreadableError]
 	caughtUpOnce sync.Once
 	// ProgressEvery is how often a catch-up or a rebuild logs its
 	// progress (10 s if zero).
@@ -90,6 +93,9 @@ func OpenReadModel(el EventLog, subj events.Subjects, o projections.Options, log
 		if err := projections.PrepareDir(o.Dir); err != nil {
 			return nil, err
 		}
+	}
+	if o.Quarantined == nil && el.Filtered != nil {
+		o.Quarantined = projections.Quarantined(el.Filtered, subj)
 	}
 	st, err := projections.Open(o)
 	if err != nil {
@@ -172,9 +178,15 @@ func (p *ReadModel) follow(ctx context.Context, g *generation) {
 	g.cancel = cancel
 	go func() {
 		defer close(g.done)
-		err := g.store.Follow(gctx, p.events.Source(true))
-		if gctx.Err() == nil {
-			p.failed <- fmt.Errorf("projector (%s): %w", g.dir, err)
+		for {
+			err := g.store.Follow(gctx, p.events.Source(true))
+			if u, ok := events.Unreadable(err); ok && gctx.Err() == nil && p.awaitQuarantine(gctx, g, u) {
+				continue // quarantined: follow again, skipping it
+			}
+			if gctx.Err() == nil {
+				p.failed <- fmt.Errorf("projector (%s): %w", g.dir, err)
+			}
+			return
 		}
 	}()
 }
@@ -358,14 +370,14 @@ func (p *ReadModel) Verify(ctx context.Context) (Verification, error) {
 	if v.Live, err = p.Digest(); err != nil {
 		return v, err
 	}
-	o := projections.Options{InMemory: true}
+	o := projections.Options{InMemory: true, Quarantined: p.opts.Quarantined}
 	if !p.opts.InMemory {
 		dir, err := os.MkdirTemp(filepath.Dir(p.opts.Dir), "verify-")
 		if err != nil {
 			return v, err
 		}
 		defer os.RemoveAll(dir)
-		o = projections.Options{Dir: dir}
+		o = projections.Options{Dir: dir, Quarantined: p.opts.Quarantined}
 	}
 	st, err := projections.Open(o)
 	if err != nil {
