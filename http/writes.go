@@ -39,6 +39,7 @@ func (h *Writes) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/users/{username}/keys", h.handle(h.createKey))
 	mux.HandleFunc("DELETE /api/v1/users/{username}/keys/{key}", h.handle(h.revokeKey))
 	mux.HandleFunc("POST /api/v1/teams", h.handle(h.createTeam))
+	mux.HandleFunc("POST /api/v1/log/quarantine", h.handle(h.quarantine))
 	mux.HandleFunc("POST /api/v1/teams/{team}/members", h.handle(h.addTeamMember))
 	mux.HandleFunc("POST /api/v1/projects", h.handle(h.createProject))
 	mux.HandleFunc("DELETE /api/v1/projects/{entity}/{project}", h.handle(h.deleteProject))
@@ -174,6 +175,21 @@ func (h *Writes) revokeKey(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	return 200, map[string]any{"revoked": c.r.PathValue("key")}, nil
+}
+
+// quarantine proposes that the event at one stream sequence of the log,
+// which cannot be read, be skipped for good (site admin; recorded on the
+// admin's own entity, so the site audit shows it).
+func (h *Writes) quarantine(c *call) (int, any, error) {
+	var body events.EventQuarantinedV1
+	if err := ReadJSON(c.w, c.r, 16<<10, &body); err != nil {
+		return 0, nil, err
+	}
+	out, err := h.propose(c, events.Event{Entity: c.actor.Username, Payload: body})
+	if err != nil {
+		return 0, nil, err
+	}
+	return 201, map[string]any{"seq": body.Seq, "reason": body.Reason, "decision_seq": out.Seq}, nil
 }
 
 func (h *Writes) createTeam(c *call) (int, any, error) {

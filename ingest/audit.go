@@ -48,7 +48,8 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects
 	err := readAll(ctx, js, bus.EventsStream, filters, func(m bus.Entry) error {
 		e, err := events.Decode(m.Data)
 		if err != nil {
-			return fmt.Errorf("audit: decode seq %d: %w", m.Seq, err)
+			out = append(out, unreadableEntry(m, err))
+			return nil
 		}
 		if e.Type == events.ProjectCreated {
 			out, created = out[:0], m.Time
@@ -91,7 +92,8 @@ func ReadEntityAudit(ctx context.Context, js jetstream.JetStream, subj events.Su
 	err := readAll(ctx, js, bus.EventsStream, []string{subj.Aggregate(entity, "")}, func(m bus.Entry) error {
 		e, err := events.Decode(m.Data)
 		if err != nil {
-			return fmt.Errorf("audit: decode seq %d: %w", m.Seq, err)
+			out = append(out, unreadableEntry(m, err))
+			return nil
 		}
 		details, _ := json.Marshal(withoutKeyHash(e.Payload))
 		out = append(out, AuditEntry{Time: m.Time.UTC(), Actor: e.Actor, Type: e.Type, Accepted: true, Details: details, Seq: m.Seq})
@@ -162,4 +164,12 @@ func readAll(ctx context.Context, js jetstream.JetStream, stream string, filters
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
+}
+
+// unreadableEntry shows an event of the log that cannot be decoded (the
+// audit lists it rather than failing): type "unreadable", code
+// event_unreadable, and the command that quarantines it.
+func unreadableEntry(m bus.Entry, err error) AuditEntry {
+	u := &events.UnreadableError{Seq: m.Seq, Err: err}
+	return AuditEntry{Time: m.Time.UTC(), Type: "unreadable", Code: policy.CodeEventUnreadable, Reason: u.Error(), Seq: m.Seq}
 }

@@ -61,6 +61,9 @@ type Decider struct {
 
 	mu    sync.RWMutex
 	state *policy.State
+	// unreadable are the events of the log this decider could not decode
+	// and no one has quarantined yet, by sequence (ingest/quarantine.go).
+	unreadable map[uint64]aggregate
 
 	ready chan struct{}
 
@@ -105,7 +108,8 @@ type Seed struct {
 
 // NewDecider returns a decider; call Run to start it.
 func NewDecider(nc *nats.Conn, js jetstream.JetStream, subj events.Subjects, log *slog.Logger) *Decider {
-	return &Decider{nc: nc, js: js, subj: subj, log: log, state: policy.NewState(), ready: make(chan struct{})}
+	return &Decider{nc: nc, js: js, subj: subj, log: log, state: policy.NewState(), ready: make(chan struct{}),
+		unreadable: map[uint64]aggregate{}}
 }
 
 // Ready is closed once the state has been rebuilt from the log.
@@ -122,15 +126,14 @@ func (d *Decider) View(fn func(*policy.State)) {
 func (d *Decider) load(ctx context.Context) error {
 	start := time.Now()
 	n := 0
+	if err := d.loadQuarantines(ctx); err != nil {
+		return err
+	}
 	err := bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Batch: 2000, Log: d.log}, func(batch []bus.Entry) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, en := range batch {
-			e, err := events.Decode(en.Data)
-			if err != nil {
-				return fmt.Errorf("rebuild policy state at seq %d: %w", en.Seq, err)
-			}
-			d.state.Apply(en.Seq, e)
+			d.applyEntry(en)
 			n++
 		}
 		return nil
@@ -156,11 +159,7 @@ func (d *Decider) refresh(ctx context.Context, entity, project string) error {
 	}
 	return bus.Read(ctx, d.js, bus.ReadOptions{Stream: bus.EventsStream, Filter: d.subj.Aggregate(entity, project), From: from, Log: d.log}, func(batch []bus.Entry) error {
 		for _, en := range batch {
-			e, err := events.Decode(en.Data)
-			if err != nil {
-				return fmt.Errorf("refresh %s/%s at seq %d: %w", entity, project, en.Seq, err)
-			}
-			d.state.Apply(en.Seq, e)
+			d.applyEntry(en)
 		}
 		return nil
 	})
@@ -253,11 +252,7 @@ func (d *Decider) tailEntities(ctx context.Context) error {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			for _, en := range batch {
-				e, err := events.Decode(en.Data)
-				if err != nil {
-					return fmt.Errorf("decode seq %d: %w", en.Seq, err)
-				}
-				d.state.Apply(en.Seq, e)
+				d.applyEntry(en)
 			}
 			return nil
 		})
@@ -284,6 +279,13 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 	par.Do(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
 	for i := range batch {
 		p, err := decoded[i].p, decoded[i].err
+		if err == nil {
+			if r := d.precheck(ctx, p); r != nil {
+				d.recordRejection(ctx, p, r)
+				d.notify(p.ID, outcome(policy.Decision{Rejection: r}))
+				continue
+			}
+		}
 		switch {
 		case err != nil:
 			d.recordRejection(ctx, p, &policy.Rejection{Code: policy.CodeInvalid, Message: err.Error()})
@@ -463,7 +465,7 @@ func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, e
 		}
 		d.mu.Lock()
 		for i, e := range dec.Events {
-			d.state.Apply(seqs[i], e)
+			d.apply(seqs[i], e)
 			out.Seq = seqs[i]
 		}
 		d.describeRun(p, &out)
@@ -490,7 +492,11 @@ func (d *Decider) messages(evs []events.Event) ([]bus.Msg, error) {
 			return nil, fmt.Errorf("encode %s: %w", e.ID, err)
 		}
 		m := bus.Msg{Subject: d.subj.Event(e), ID: e.ID, Data: data}
-		if agg := policy.ProjectKey(e.Entity, e.Project); !seen[agg] {
+		// A quarantine is appended unconditionally: its aggregate may hold
+		// the very event it skips (the state cannot know that aggregate's
+		// last sequence), and two admins quarantining the same sequence at
+		// once is harmless.
+		if agg := policy.ProjectKey(e.Entity, e.Project); !seen[agg] && e.Type != events.EventQuarantined {
 			seen[agg] = true
 			m.ExpectSubject, m.ExpectSeq = d.subj.Aggregate(e.Entity, e.Project), d.state.Seq(e.Entity, e.Project)
 		}

@@ -19,8 +19,11 @@ func KindOf(c Code) errs.Kind {
 		CodeArtifactNotFound:
 		return errs.NotFound
 	case CodeEntityExists, CodeEmailTaken, CodeProjectExists, CodeAlreadyMember, CodeNotMember, CodeLastAdmin,
-		CodeRunExists, CodeRunFinished, CodeArtifactExists, CodeArtifactTypeMismatch, CodeArtifactHasAliases:
+		CodeRunExists, CodeRunFinished, CodeArtifactExists, CodeArtifactTypeMismatch, CodeArtifactHasAliases,
+		CodeAlreadyQuarantined:
 		return errs.Conflict
+	case CodeEventUnreadable:
+		return errs.Unavailable
 	}
 	return errs.Invalid
 }

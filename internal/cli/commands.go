@@ -37,6 +37,8 @@ func AdminCommands() []*Command {
 			Summary: "add a user to a team (site admin, team admin)"},
 		{Name: "service-account create", Args: "<team> <name>", MinArgs: 2, MaxArgs: 2, Output: true, Flags: serviceAccountCreate,
 			Summary: "create a team's service account and its first key (-q: just the key)"},
+		{Name: "log quarantine", Output: true, Flags: logQuarantine,
+			Summary: "skip the unreadable event at stream sequence -seq of the log for good, on every replica (site admin; -reason is shown in the audit)"},
 		{Name: "projects", Summary: "the projects you can see, with your role", Output: true, Flags: projects},
 		{Name: "project create", Args: "<entity>/<project>", MinArgs: 1, MaxArgs: 1, Output: true, Flags: projectCreate,
 			Summary: "create a project (you become its Admin)"},
@@ -151,6 +153,18 @@ func keyRevoke(fs *flag.FlagSet) Action {
 func teamCreate(fs *flag.FlagSet) Action {
 	return func(ctx context.Context, e *Env, args []string) error {
 		return send(ctx, e, "POST", "/api/v1/teams", map[string]string{"name": args[0]}, view{columns: []column{field("team", "name")}, quiet: "name"})
+	}
+}
+
+func logQuarantine(fs *flag.FlagSet) Action {
+	seq := fs.Uint64("seq", 0, "the stream sequence of the unreadable event (named by the error that stopped the server)")
+	reason := fs.String("reason", "", "why it is skipped (required; the audit shows it)")
+	return func(ctx context.Context, e *Env, _ []string) error {
+		if *seq == 0 || strings.TrimSpace(*reason) == "" {
+			return UsageError{"give -seq N and -reason \"...\""}
+		}
+		return send(ctx, e, "POST", "/api/v1/log/quarantine", map[string]any{"seq": *seq, "reason": *reason},
+			view{columns: []column{field("quarantined seq", "seq"), field("reason", "reason"), field("decision seq", "decision_seq")}, quiet: "seq"})
 	}
 }
 
