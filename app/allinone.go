@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/events"
 	lbhttp "github.com/logbook/logbook/http"
 	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/metrics"
@@ -143,6 +144,10 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 		}
 		fmt.Fprintf(out, "Logbook is running.\n  Web/API: %s\n  NATS:    %s\n  Data:    %s\n  Metrics: %s/metrics (ready: %s/readyz)\n",
 			addrs.HTTP, addrs.NATS, c.DataDir, addrs.HTTP, addrs.HTTP)
+		for _, seq := range in.Service.Decider.Unreadable() {
+			fmt.Fprintf(out, "WARNING: the event at stream sequence %d of LB_EVENTS cannot be read; its project refuses writes and the read model waits at it.\n  If it is corrupt or foreign, skip it for good with: %s\n",
+				seq, events.QuarantineCommand(seq))
+		}
 		if in.Service.Decider.SeedCreated {
 			if c.AdminKey == "" {
 				fmt.Fprintf(out, "Created the site admin \"admin\". Its API key (shown once, only its hash is stored):\n  %s\n", adminKey)

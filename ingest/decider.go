@@ -345,6 +345,9 @@ func (d *Decider) decideMetrics(ctx context.Context, m inbound, p events.Event, 
 		}
 		dec = policy.Decide(d.state, p)
 	}
+	if r := d.unreadableIn(p.Entity, p.Project); r != nil {
+		dec = policy.Decision{Rejection: r} // a refresh found an unreadable event
+	}
 	for _, e := range dec.Events {
 		d.state.Apply(0, e)
 	}
@@ -451,13 +454,15 @@ func (d *Decider) decideControl(ctx context.Context, p events.Event) (Outcome, e
 		}
 		if (errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrAlreadyAppended)) && attempt < 20 {
 			d.mu.Lock()
-			for _, e := range dec.Events {
-				if err := d.refresh(ctx, e.Entity, e.Project); err != nil {
-					d.mu.Unlock()
-					return out, err
-				}
-			}
+			r, err := d.refreshFor(ctx, dec.Events)
 			d.mu.Unlock()
+			if err != nil {
+				return out, err
+			}
+			if r != nil {
+				d.recordRejection(ctx, p, r)
+				return outcome(policy.Decision{Rejection: r}), nil
+			}
 			continue
 		}
 		if err != nil {

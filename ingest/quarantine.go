@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -101,6 +102,7 @@ func (d *Decider) Unreadable() []uint64 {
 	for seq := range d.unreadable {
 		out = append(out, seq)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -114,14 +116,36 @@ func (d *Decider) precheck(ctx context.Context, p events.Event) *policy.Rejectio
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	return d.unreadableIn(p.Entity, p.Project)
+}
+
+// unreadableIn refuses a proposal on an aggregate that holds an unreadable
+// event (d.mu held).
+func (d *Decider) unreadableIn(entity, project string) *policy.Rejection {
 	for seq, a := range d.unreadable {
-		if a.ok && a.entity == p.Entity && a.project == p.Project {
+		if a.ok && a.entity == entity && a.project == project {
 			return &policy.Rejection{Code: policy.CodeEventUnreadable, Message: fmt.Sprintf(
 				"%s/%s holds an event this server cannot read (stream sequence %d); a site admin skips it with: %s",
-				p.Entity, p.Project, seq, events.QuarantineCommand(seq))}
+				entity, project, seq, events.QuarantineCommand(seq))}
 		}
 	}
 	return nil
+}
+
+// refreshFor refreshes the aggregates of a decision's events after an
+// append conflict (d.mu held) and refuses the proposal if one of them
+// turns out to hold an unreadable event: deciding again would conflict
+// forever, since the state cannot know that aggregate's last sequence.
+func (d *Decider) refreshFor(ctx context.Context, evs []events.Event) (*policy.Rejection, error) {
+	for _, e := range evs {
+		if err := d.refresh(ctx, e.Entity, e.Project); err != nil {
+			return nil, err
+		}
+		if r := d.unreadableIn(e.Entity, e.Project); r != nil {
+			return r, nil
+		}
+	}
+	return nil, nil
 }
 
 func (d *Decider) checkQuarantine(ctx context.Context, seq uint64) *policy.Rejection {
