@@ -162,7 +162,7 @@ func TestQuarantineUnreadableEvents(t *testing.T) {
 
 	// The site audit shows both decisions (and the refused attempts).
 	var audit []struct {
-		Type    string          `json:"type"`
+		Type     string          `json:"type"`
 		Actor    string          `json:"actor"`
 		Accepted bool            `json:"accepted"`
 		Details  json.RawMessage `json:"details"`
