@@ -242,3 +242,66 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// TestQuarantineProcesses: the same with nats-server, ingest, projector and
+// query as separate processes: junk in the log does not stop any of them,
+// the affected project refuses writes, the CLI quarantines through ingest,
+// and the projector resumes by itself (a write after the quarantine
+// becomes visible through query).
+func TestQuarantineProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts real binaries")
+	}
+	query.QuarantinePoll = 100 * time.Millisecond // (the projector process polls every second)
+	sys := mustProcesses(t)
+	admin := api{t, sys.WriteURL, adminKey}
+	alice := api{t, sys.WriteURL, newUser(t, admin, "alice", "alice@example.com")}
+	const proj = "/api/v1/projects/alice/proj"
+	alice.must(201, "POST", "/api/v1/projects", map[string]string{"name": "proj"}, nil)
+	alice.must(201, "POST", proj+"/runs", map[string]any{"name": "r"}, nil)
+
+	nc, err := nats.Connect(sys.NATSURL, nats.UserInfo(sys.natsAuth.User, sys.natsAuth.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	junk, err := bus.Append(context.Background(), js, bus.Msg{Subject: "lb.ev.alice.proj.run_started", ID: "junk-1", Data: []byte("{not json")})
+	nc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e apiError
+	if st := alice.do("POST", proj+"/runs", map[string]any{"name": "r2"}, &e); st != 503 || e.Error.Code != "event_unreadable" ||
+		!strings.Contains(e.Error.Message, events.QuarantineCommand(junk)) {
+		t.Fatalf("run start in the affected project: %d %+v", st, e)
+	}
+	t.Setenv("LOGBOOK_URL", sys.WriteURL)
+	t.Setenv("LOGBOOK_API_KEY", adminKey)
+	var out bytes.Buffer
+	if err := cli.Run(context.Background(), []string{"log", "quarantine", "-seq", strconv.FormatUint(junk, 10), "-reason", "junk"}, &out); err != nil {
+		t.Fatalf("logbook log quarantine: %v\n%s", err, out.String())
+	}
+	var r2 struct {
+		Seq uint64 `json:"seq"`
+	}
+	alice.must(201, "POST", proj+"/runs", map[string]any{"name": "r2"}, &r2)
+	reads := api{t, sys.ReadURL, alice.key}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var raw json.RawMessage
+		var runs []json.RawMessage
+		st := reads.do("GET", fmt.Sprintf("%s/runs?min_seq=%d", proj, r2.Seq), nil, &raw)
+		if st == 200 && json.Unmarshal(raw, &runs) == nil && len(runs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the projector did not resume: %d, %d runs", st, len(runs))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sys.alive != nil {
+		if err := sys.alive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
