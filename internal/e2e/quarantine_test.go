@@ -156,9 +156,17 @@ func TestQuarantineUnreadableEvents(t *testing.T) {
 	if d2 := verify(t, admin); d2 != d1 {
 		t.Fatalf("digest after a restart %+v, before %+v", d2, d1)
 	}
+	if logs := sys.logs.String(); strings.Contains(logs, "cannot be read") {
+		t.Fatalf("after the quarantines a restart still reports unreadable events:\n%s", tail(logs))
+	}
 	if d3 := rebuild(t, admin); d3 != d1 {
 		t.Fatalf("digest after a rebuild %+v, before %+v", d3, d1)
 	}
+
+	// The decider, rebuilt at the restart, skips them too: the project
+	// takes writes.
+	alice = api{t, sys.WriteURL, alice.key}
+	alice.must(201, "POST", proj+"/runs", map[string]any{"name": "r3"}, nil)
 
 	// The site audit shows both decisions (and the refused attempts).
 	var audit []struct {
