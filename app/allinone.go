@@ -94,6 +94,15 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	}
 	defer ns.Shutdown()
 	natsURL := bus.ClientURL(ns)
+	// Refuse writes (507 storage_full) before the disk is full, and take
+	// them again when space comes back (see bus.StorageGuard).
+	guard := &bus.StorageGuard{Server: ns, Account: bus.LogbookAccount, Dir: c.DataDir, Log: log.With("component", "storage")}
+	if err := guard.Check(); err != nil {
+		log.Warn("storage guard", "err", err)
+	}
+	gctx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	go guard.Run(gctx, time.Second)
 
 	b, err := bus.Dial(ctx, natsURL, "logbook", bus.DefaultConfig(), log, nats.UserInfo(auth.User, auth.Password))
 	if err != nil {

@@ -119,7 +119,7 @@ func AppendAll(ctx context.Context, p Publisher, msgs []Msg) ([]uint64, error) {
 				seqs[i] = ack.Sequence
 				continue
 			case err := <-f.Err():
-				if err = mapError(err); !Transient(err) {
+				if err = mapError(err); !retryable(ctx, err) {
 					return nil, fmt.Errorf("append %s: %w", msgs[i].Subject, err)
 				}
 			case <-timer.C:

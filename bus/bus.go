@@ -190,6 +190,11 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	opts.NoSigs = true
 	opts.NoLog = true
 	opts.SyncAlways = o.SyncAlways
+	// The server's limit is the disk's size: StorageGuard sets the
+	// account's below the free space (it cannot exceed the server's).
+	if _, size, ok := spaceOf(opts.StoreDir); ok && size > 0 {
+		opts.JetStreamMaxStore = size
+	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}

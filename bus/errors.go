@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,9 +27,50 @@ func mapError(err error) error {
 			return fmt.Errorf("%w (%s)", ErrConflict, apiErr.Description)
 		case errCodeBatchDuplicate:
 			return fmt.Errorf("%w (%s)", ErrAlreadyAppended, apiErr.Description)
+		case errCodeAccountResources, errCodeInsufficientResources, errCodeStorageResources:
+			return fmt.Errorf("%w (%s)", ErrStorageFull, apiErr.Description)
 		}
 	}
+	if err != nil && !errors.Is(err, ErrStorageFull) && strings.Contains(err.Error(), "no space left") {
+		return fmt.Errorf("%w (%v)", ErrStorageFull, err)
+	}
 	return err
+}
+
+// JetStream's answers to a write it has no room for (nats-server
+// errors.json): the account's storage limit (GuardStorage keeps the
+// embedded server's at the data directory's free space minus a reserve),
+// the server's, or a store that failed with "no space left on device".
+const (
+	errCodeAccountResources      = 10002 // JSAccountResourcesExceededErr
+	errCodeInsufficientResources = 10023 // JSInsufficientResourcesErr (503)
+	errCodeStorageResources      = 10047 // JSStorageResourcesExceededErr (500)
+)
+
+// ErrStorageFull means the event log could not store a write: its storage
+// limit is reached or its disk is full. Retrying at once does not help, so
+// it is not Transient: a write at the edge fails fast (507 storage_full);
+// a component that must not lose what it holds (the decider's appends)
+// waits for space with WaitForSpace.
+var ErrStorageFull = errors.New("the event log's storage is full")
+
+type waitForSpaceKey struct{}
+
+// WaitForSpace returns a context under which the appends of this package
+// (Append, AppendAll, AppendBatch) treat ErrStorageFull as transient: they
+// back off (up to 2 s between attempts) and try again until space returns
+// or ctx ends, instead of failing.
+func WaitForSpace(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitForSpaceKey{}, true)
+}
+
+// retryable reports whether a retry loop under ctx tries err again.
+func retryable(ctx context.Context, err error) bool {
+	if Transient(err) {
+		return true
+	}
+	wait, _ := ctx.Value(waitForSpaceKey{}).(bool)
+	return wait && errors.Is(err, ErrStorageFull)
 }
 
 // ErrAlreadyAppended means an atomic batch was refused because its messages
@@ -52,7 +94,7 @@ func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
-	if errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) || errors.Is(err, ErrReordered) {
+	if errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) || errors.Is(err, ErrReordered) || errors.Is(err, ErrStorageFull) {
 		return false
 	}
 	for _, t := range transientErrors {

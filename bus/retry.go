@@ -132,7 +132,7 @@ func retry(ctx context.Context, r *retrying, attempt time.Duration, op func(cont
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (last error: %v)", r.what, ctx.Err(), err)
 		}
-		if !Transient(err) {
+		if !retryable(ctx, err) {
 			return err
 		}
 		if werr := r.failed(ctx, err); werr != nil {

@@ -169,6 +169,10 @@ func (d *Decider) refresh(ctx context.Context, entity, project string) error {
 // fails for good (the state could then differ from the log, so the decider
 // stops; a restart rebuilds it and the unacknowledged proposals come again).
 func (d *Decider) Run(ctx context.Context) error {
+	// An append refused for lack of space waits for space (backing off)
+	// rather than stopping the decider: the proposals stay in the inbox
+	// and are decided once space returns.
+	ctx = bus.WaitForSpace(ctx)
 	if err := d.load(ctx); err != nil {
 		return err
 	}

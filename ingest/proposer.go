@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,7 +75,7 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 	msg := bus.Msg{Subject: pr.subj.Proposal(p.Actor, p), ID: p.ID, Data: data}
 	if !wait {
 		_, err := bus.Append(ctx, pr.js, msg)
-		return Outcome{Accepted: true}, err
+		return Outcome{Accepted: true}, storageFull(err)
 	}
 	sub, err := pr.nc.SubscribeSync(pr.subj.Decided(p.ID))
 	if err != nil {
@@ -82,7 +83,7 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 	}
 	defer sub.Unsubscribe()
 	if _, err := bus.Append(ctx, pr.js, msg); err != nil {
-		return Outcome{}, err
+		return Outcome{}, storageFull(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, pr.Timeout)
 	defer cancel()
@@ -98,4 +99,19 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 		return Outcome{}, fmt.Errorf("decode decision: %w", err)
 	}
 	return out, nil
+}
+
+// ErrStorageFull is a proposal the inbox had no room for (bus.ErrStorageFull):
+// nothing was stored; the same request can be sent again later.
+var ErrStorageFull = &errs.Error{Kind: errs.StorageFull, Code: "storage_full",
+	Message: "Logbook's storage is full: the write was not stored; retry once space is freed", RetryAfter: 5 * time.Second}
+
+// storageFull returns ErrStorageFull for a publish refused for lack of
+// space (the first write of a request fails fast rather than waiting), and
+// any other error as it is.
+func storageFull(err error) error {
+	if errors.Is(err, bus.ErrStorageFull) {
+		return ErrStorageFull
+	}
+	return err
 }

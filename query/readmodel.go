@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/logbook/logbook/errs"
@@ -178,10 +180,22 @@ func (p *ReadModel) follow(ctx context.Context, g *generation) {
 	g.cancel = cancel
 	go func() {
 		defer close(g.done)
+		wait := time.Second
 		for {
 			err := g.store.Follow(gctx, p.events.Source(true))
 			if u, ok := events.Unreadable(err); ok && gctx.Err() == nil && p.awaitQuarantine(gctx, g, u) {
 				continue // quarantined: follow again, skipping it
+			}
+			// A full disk: the batch was not stored; try it again (from
+			// the applied sequence) once space may be back.
+			if noSpace(err) && gctx.Err() == nil {
+				p.log.Error("the read model's disk is full; retrying", "dir", g.dir, "in", wait, "err", err)
+				select {
+				case <-gctx.Done():
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 5*time.Second)
+				continue
 			}
 			if gctx.Err() == nil {
 				p.failed <- fmt.Errorf("projector (%s): %w", g.dir, err)
@@ -401,4 +415,9 @@ func newID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// noSpace reports whether err is the disk's "no space left on device".
+func noSpace(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left"))
 }
