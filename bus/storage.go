@@ -25,9 +25,12 @@ import (
 // a jetstream max_file_store below its disk's size.
 
 // DefaultStorageReserve is the free space StorageGuard keeps on a disk of
-// size bytes: 5% of it, at least 16 MiB and at most 1 GiB.
+// size bytes: 5% of it, at least 128 MiB (the read model's Badger flushes
+// memtables of up to 64 MiB, and its memtable is a memory-mapped file: a
+// write into it on a full disk kills the process with SIGBUS) and at most
+// 1 GiB; on a disk under 512 MiB a quarter of it.
 func DefaultStorageReserve(size int64) int64 {
-	return min(max(size/20, 16<<20), 1<<30)
+	return min(max(size/20, 128<<20), 1<<30, size/4)
 }
 
 // StorageGuard keeps an embedded server's JetStream storage limit below the
@@ -92,7 +95,7 @@ func (g *StorageGuard) Check() error {
 		return fmt.Errorf("set the JetStream storage limit to %d bytes: %w", limit, err)
 	}
 	g.last = limit
-	full := free <= reserve
+	full := free-reserve < 2<<20 // under 1 MiB of room for JetStream
 	if full != g.full && g.Log != nil {
 		if full {
 			g.Log.Error("the disk of the data directory is full: writes are refused (507 storage_full) until space is freed; reads go on",
