@@ -41,7 +41,10 @@ type AllInOneConfig struct {
 	// UploadQuota bounds the bytes of W&B run files per project
 	// (wandb.DefaultProjectQuota if zero).
 	UploadQuota int64
-	Log         *slog.Logger
+	// CompressEvents stores the events stream S2-compressed (see
+	// bus.Config.CompressEvents; measured in the README's Performance).
+	CompressEvents bool
+	Log            *slog.Logger
 }
 
 // Addrs are where a started Logbook listens.
@@ -104,7 +107,9 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	defer stopGuard()
 	go guard.Run(gctx, time.Second)
 
-	b, err := bus.Dial(ctx, natsURL, "logbook", bus.DefaultConfig(), log, nats.UserInfo(auth.User, auth.Password))
+	bc := bus.DefaultConfig()
+	bc.CompressEvents = c.CompressEvents
+	b, err := bus.Dial(ctx, natsURL, "logbook", bc, log, nats.UserInfo(auth.User, auth.Password))
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	files := b.Files()
 	limits := lbhttp.NewKeyLimiter(cmp.Or(c.KeyRate, lbhttp.DefaultKeyRate), cmp.Or(c.KeyBurst, lbhttp.DefaultKeyBurst))
 	arts := b.Artifacts()
-	wb := wandb.New(svc, r, files, b.Log.With("component", "wandb")).WithArtifacts(arts)
+	wb := wandb.New(ingest.Holding{Service: svc}, r, files, b.Log.With("component", "wandb")).WithArtifacts(arts)
 	wb.Limits = limits // one budget per key across the native and the W&B API
 	wb.ProjectQuota = c.UploadQuota
 	return &Ingest{

@@ -28,6 +28,12 @@ const (
 	EventsStream     = "LB_EVENTS"
 	RejectionsStream = "LB_REJECTIONS"
 	DeciderConsumer  = "decider"
+	// BulkStream is the inbox's bulk lane: metric batches of runs the edge
+	// knows, bounded (Config.BulkBytes), so a writer past the bound is
+	// slowed down (429 or a held request) instead of queued; every other
+	// proposal travels in InboxStream, which metric batches cannot block.
+	BulkStream   = "LB_BULK"
+	BulkConsumer = "decider-bulk"
 )
 
 // MaxPayload is the largest message the embedded server accepts; the HTTP
@@ -43,6 +49,14 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Log receives the retries of EnsureTopology (slog.Default() if nil).
 	Log *slog.Logger
+	// BulkBytes bounds the bulk lane of the inbox (BulkStream): past it a
+	// metric batch is refused with ErrFull (the edge holds the request,
+	// then answers 429). About what the decider clears in half a second.
+	BulkBytes int64
+	// CompressEvents stores the events stream S2-compressed (JetStream
+	// compresses whole message blocks on disk; readers see no change).
+	// Set it alike on every component: each one's EnsureTopology applies it.
+	CompressEvents bool
 }
 
 // DefaultConfig returns the single-machine topology.
@@ -52,14 +66,26 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		RejectionsAge:   30 * 24 * time.Hour,
 		DuplicateWindow: 2 * time.Minute,
+		BulkBytes:       DefaultBulkBytes,
 	}
 }
 
-// EnsureTopology creates or updates the streams and the decider's consumer.
+// DefaultBulkBytes is the bulk lane's default bound.
+const DefaultBulkBytes = 24 << 20
+
+// EnsureTopology creates or updates the streams and the decider's consumers.
 // It is idempotent: every component calls it at start. Transient failures
 // (a cluster electing its leaders, a server still starting, a request
 // timing out) are retried until ctx ends.
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error {
+	bulk := c.BulkBytes
+	if bulk <= 0 {
+		bulk = DefaultBulkBytes
+	}
+	compression := jetstream.NoCompression
+	if c.CompressEvents {
+		compression = jetstream.S2Compression
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			Name:        InboxStream,
@@ -72,6 +98,19 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 			MaxMsgSize:  MaxPayload,
 		},
 		{
+			Name:        BulkStream,
+			Description: "metric batches of known runs, bounded: the inbox's bulk lane",
+			Subjects:    []string{c.Subjects.AllBulk()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			MaxMsgSize:  MaxPayload,
+			// max(bound, one largest message): a batch alone always fits.
+			MaxBytes: max(bulk, MaxPayload),
+			Discard:  jetstream.DiscardNew,
+		},
+		{
 			Name:        EventsStream,
 			Description: "accepted events: the log, kept forever",
 			Subjects:    []string{c.Subjects.AllEvents()},
@@ -82,6 +121,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 			MaxMsgSize:  MaxPayload,
 			DenyDelete:  true,
 			DenyPurge:   true,
+			Compression: compression,
 			// A decision of several events (an invite and the join it
 			// causes) is appended as one atomic batch: all or nothing.
 			AllowAtomicPublish: true,
@@ -125,32 +165,40 @@ func streamMatches(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge &&
-		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && have.AllowAtomicPublish == want.AllowAtomicPublish
+		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		have.MaxBytes == want.MaxBytes && have.Discard == want.Discard && have.Compression == want.Compression
 }
 
-// EnsureDecider creates or updates the decider's durable consumer on the
-// inbox stream, retrying transient failures until ctx ends.
+// EnsureDecider creates or updates the decider's durable consumers on the
+// inbox's two lanes, retrying transient failures until ctx ends.
 func EnsureDecider(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	if err := ensureDecider(ctx, js, log, InboxStream, DeciderConsumer); err != nil {
+		return err
+	}
+	return ensureDecider(ctx, js, log, BulkStream, BulkConsumer)
+}
+
+func ensureDecider(ctx context.Context, js jetstream.JetStream, log *slog.Logger, stream, name string) error {
 	want := jetstream.ConsumerConfig{
-		Durable:       DeciderConsumer,
+		Durable:       name,
 		Description:   "the policy decider",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	err := Retry(ctx, log, "ensure decider consumer", ensureAttempt, func(ctx context.Context) error {
-		if c, err := js.Consumer(ctx, InboxStream, DeciderConsumer); err == nil {
+	err := Retry(ctx, log, "ensure decider consumer on "+stream, ensureAttempt, func(ctx context.Context) error {
+		if c, err := js.Consumer(ctx, stream, name); err == nil {
 			if have := c.CachedInfo().Config; have.Description == want.Description && have.AckPolicy == want.AckPolicy &&
 				have.AckWait == want.AckWait && have.MaxAckPending == want.MaxAckPending && have.DeliverPolicy == want.DeliverPolicy {
 				return nil
 			}
 		}
-		_, err := js.CreateOrUpdateConsumer(ctx, InboxStream, want)
+		_, err := js.CreateOrUpdateConsumer(ctx, stream, want)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("ensure decider consumer: %w", err)
+		return fmt.Errorf("ensure decider consumer on %s: %w", stream, err)
 	}
 	return nil
 }

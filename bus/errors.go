@@ -29,6 +29,10 @@ func mapError(err error) error {
 			return fmt.Errorf("%w (%s)", ErrAlreadyAppended, apiErr.Description)
 		case errCodeAccountResources, errCodeInsufficientResources, errCodeStorageResources:
 			return fmt.Errorf("%w (%s)", ErrStorageFull, apiErr.Description)
+		case errCodeStoreFailed:
+			if strings.Contains(apiErr.Description, "maximum bytes exceeded") || strings.Contains(apiErr.Description, "maximum messages exceeded") {
+				return fmt.Errorf("%w (%s)", ErrFull, apiErr.Description)
+			}
 		}
 	}
 	if err != nil && !errors.Is(err, ErrStorageFull) && strings.Contains(err.Error(), "no space left") {
@@ -73,6 +77,16 @@ func retryable(ctx context.Context, err error) bool {
 	return wait && errors.Is(err, ErrStorageFull)
 }
 
+// ErrFull means a bounded stream (the inbox's bulk lane) is at its bound
+// and refused the message: try again once the decider has caught up. It
+// is not transient for bus's own retries: the caller decides (the edge
+// holds the request or answers 429).
+var ErrFull = errors.New("append: the stream is full")
+
+// errCodeStoreFailed is JetStream's "storing the message failed"
+// (JSStreamStoreFailedF), which a DiscardNew stream at its limit answers.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
 // ErrAlreadyAppended means an atomic batch was refused because its messages
 // are already in the stream (their Nats-Msg-Ids are within the duplicate
 // window): an earlier attempt committed it.
@@ -94,7 +108,7 @@ func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
-	if errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) || errors.Is(err, ErrReordered) || errors.Is(err, ErrStorageFull) {
+	if errors.Is(err, ErrConflict) || errors.Is(err, ErrAlreadyAppended) || errors.Is(err, ErrReordered) || errors.Is(err, ErrStorageFull) || errors.Is(err, ErrFull) {
 		return false
 	}
 	for _, t := range transientErrors {

@@ -116,6 +116,27 @@ func (s Subjects) ProposalsOf(user string) string {
 	return s.Prefix + ".in." + SubjectToken(user) + ".>"
 }
 
+// Bulk is the subject of a metric batch in the inbox's bulk lane: the
+// proposal's subject with "bulk" for "in" and the run as a fifth token
+// (so the decider can ask whether a run still has batches waiting). Only
+// Logbook's own ingest publishes there (a user credential may publish on
+// ProposalsOf only).
+func (s Subjects) Bulk(user string, e Event) string {
+	return fmt.Sprintf("%s.bulk.%s.%s.%s.%s.%s", s.Prefix, SubjectToken(user), SubjectToken(e.Entity), projectToken(e.Project), SubjectToken(e.Run), typeOf(e))
+}
+
+// BulkOfRun matches a run's batches in the bulk lane; with run "", every
+// batch of the project.
+func (s Subjects) BulkOfRun(entity, project, run string) string {
+	if run == "" {
+		return fmt.Sprintf("%s.bulk.*.%s.%s.>", s.Prefix, SubjectToken(entity), projectToken(project))
+	}
+	return fmt.Sprintf("%s.bulk.*.%s.%s.%s.*", s.Prefix, SubjectToken(entity), projectToken(project), SubjectToken(run))
+}
+
+// AllBulk matches the bulk lane.
+func (s Subjects) AllBulk() string { return s.Prefix + ".bulk.>" }
+
 // AllProposals matches every proposal.
 func (s Subjects) AllProposals() string { return s.Prefix + ".in.>" }
 
@@ -152,12 +173,20 @@ func (s Subjects) Decided(proposalID string) string { return s.Prefix + ".decide
 // type tokens. Project is "" for entity-level proposals.
 func (s Subjects) ParseProposal(subject string) (user, entity, project string, typ Type, err error) {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".in.")
-	if !ok {
+	var tok []string
+	switch {
+	case ok:
+		if tok = strings.Split(rest, "."); len(tok) != 4 {
+			return "", "", "", "", fmt.Errorf("proposal subject %q must have 4 tokens after %s.in", subject, s.Prefix)
+		}
+	case strings.HasPrefix(subject, s.Prefix+".bulk."):
+		// user.entity.project.run.type (see Bulk): the run is the body's.
+		if tok = strings.Split(strings.TrimPrefix(subject, s.Prefix+".bulk."), "."); len(tok) != 5 {
+			return "", "", "", "", fmt.Errorf("bulk subject %q must have 5 tokens after %s.bulk", subject, s.Prefix)
+		}
+		tok = append(tok[:3], tok[4])
+	default:
 		return "", "", "", "", fmt.Errorf("subject %q is not a proposal subject", subject)
-	}
-	tok := strings.Split(rest, ".")
-	if len(tok) != 4 {
-		return "", "", "", "", fmt.Errorf("proposal subject %q must have 4 tokens after %s.in", subject, s.Prefix)
 	}
 	if project = tok[2]; project == EntityToken {
 		project = ""

@@ -66,6 +66,10 @@ type Decider struct {
 	unreadable map[uint64]aggregate
 
 	ready chan struct{}
+	bulk  chan []inbound // batches of the bulk lane, for drainBulk
+	// bulkRest is what is left of the bulk batch being decided in slices
+	// (decideBulk); drainBulk decides it before any later batch.
+	bulkRest []inbound
 
 	// Seed, when set, is the first site admin, created if the log has no
 	// users yet. SeedCreated reports whether this decider created it.
@@ -184,12 +188,18 @@ func (d *Decider) Run(ctx context.Context) error {
 	go func() { tailErr <- d.tailEntities(ctx) }()
 	// Transient failures (a leader election, a lost server) are retried
 	// here and inside bus; what returns is an error retrying cannot fix.
-	var cons jetstream.Consumer
+	var cons, bcons jetstream.Consumer
 	err := bus.Retry(ctx, d.log, "decider consumer", 10*time.Second, func(ctx context.Context) (err error) {
-		cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		get := func() error {
+			if cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer); err != nil {
+				return err
+			}
+			bcons, err = d.js.Consumer(ctx, bus.BulkStream, bus.BulkConsumer)
+			return err
+		}
+		if err = get(); errors.Is(err, jetstream.ErrConsumerNotFound) {
 			if err = bus.EnsureDecider(ctx, d.js, d.log); err == nil {
-				cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+				err = get()
 			}
 		}
 		return err
@@ -197,46 +207,257 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
-	// Taking over is idempotent (see takeOver): a transient failure in the
-	// middle starts it again.
-	if err := bus.Retry(ctx, d.log, "take over unacknowledged proposals", 0, func(ctx context.Context) error { return d.takeOver(ctx, cons) }); err != nil {
-		return err
-	}
-	// Proposals per fetch: at most 500, and about 16 MiB of the largest
-	// seen (see bus.FetchSizer), starting from what waits in the inbox.
-	sizer := bus.FetchSizer{Max: 500}
-	if st, err := d.js.Stream(ctx, bus.InboxStream); err == nil {
-		if info, err := st.Info(ctx); err == nil && info.State.Msgs > 0 {
-			sizer.See(int(2 * info.State.Bytes / info.State.Msgs))
-		}
-	}
-	pull := bus.Puller{Consumer: cons, Log: d.log, What: "fetch proposals",
-		Ensure: func(ctx context.Context) error { return bus.EnsureDecider(ctx, d.js, d.log) }}
-	for ctx.Err() == nil {
-		msgs, err := pull.Fetch(ctx, sizer.N(), time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
+	// What a crashed decider left, the control lane first (a run start
+	// before the batches of that run still waiting). Taking over is
+	// idempotent (see takeOver): a transient failure in the middle starts
+	// it again.
+	for _, l := range []struct {
+		stream string
+		cons   jetstream.Consumer
+	}{{bus.InboxStream, cons}, {bus.BulkStream, bcons}} {
+		if err := bus.Retry(ctx, d.log, "take over unacknowledged proposals", 0, func(ctx context.Context) error {
+			return d.takeOver(ctx, l.stream, l.cons)
+		}); err != nil {
 			return err
 		}
-		batch := make([]inbound, 0, len(msgs))
-		for _, m := range msgs {
-			batch = append(batch, m)
-			sizer.See(len(m.Data()))
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		if err := d.decideBatch(ctx, batch); err != nil {
-			return err
-		}
+	}
+	// Two lanes, each fetched in order by its own goroutine; the control
+	// lane's batches are decided first whenever both have one, so a run
+	// start waits for at most the bulk batch being decided.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ctl := make(chan []inbound)
+	d.bulk = make(chan []inbound)
+	laneErr := make(chan error, 2)
+	go func() { laneErr <- d.lane(lctx, bus.InboxStream, cons, ctl) }()
+	go func() { laneErr <- d.lane(lctx, bus.BulkStream, bcons, d.bulk) }()
+	for {
+		var batch []inbound
 		select {
-		case err := <-tailErr:
-			if ctx.Err() == nil {
-				return fmt.Errorf("follow users and keys: %w", err)
+		case batch = <-ctl:
+		default:
+			select {
+			case batch = <-ctl:
+			case batch = <-d.bulk:
+				if err := d.decideBulk(ctx, batch, ctl); err != nil {
+					return err
+				}
+				continue
+			case err := <-laneErr:
+				return err
+			case err := <-tailErr:
+				if ctx.Err() == nil {
+					return fmt.Errorf("follow users and keys: %w", err)
+				}
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if err := d.decideKept(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// bulkSlice is how many bulk proposals are decided between two looks at
+// the control lane: a control proposal waits for at most one slice (about
+// 40k points of 1,000-row batches), not a whole fetch (up to 16 MiB). Two
+// keep both cores of a small machine decoding.
+const bulkSlice = 2
+
+// decideBulk decides a bulk batch in slices, deciding whatever the control
+// lane has in between (lanes are independent but for drainBulk's rule).
+func (d *Decider) decideBulk(ctx context.Context, batch []inbound, ctl <-chan []inbound) error {
+	d.bulkRest = batch
+	marked := time.Now()
+	for len(d.bulkRest) > 0 {
+		if time.Since(marked) > inProgressEvery {
+			inProgress(d.bulkRest)
+			marked = time.Now()
+		}
+		n := min(len(d.bulkRest), bulkSlice)
+		slice := d.bulkRest[:n]
+		d.bulkRest = d.bulkRest[n:]
+		if err := d.decideKept(ctx, slice); err != nil {
+			return err
+		}
+		// A control proposal may drain the bulk lane (drainBulk), starting
+		// with what is left of this batch (bulkRest), in order.
+		select {
+		case c := <-ctl:
+			if err := d.decideKept(ctx, c); err != nil {
+				return err
 			}
 		default:
+		}
+	}
+	return nil
+}
+
+// lane hands a consumer's proposals, in order and in batches of what has
+// arrived, to the deciding loop until ctx ends. It reads through one
+// long-lived pull iterator: a Fetch whose wait expired as a message was on
+// its way lost that message to an inbox nobody read, JetStream redelivered
+// it after the ack wait, behind newer ones, and the rows of a batch decided
+// out of order are dropped as already logged (gaps in loadgen's histories,
+// on main too, on a starved machine). The iterator buffers at most about
+// 16 MiB or 500 proposals.
+func (d *Decider) lane(ctx context.Context, stream string, cons jetstream.Consumer, out chan<- []inbound) error {
+	backoff := bus.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
+	for {
+		err := d.laneOnce(ctx, stream, cons, out)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !bus.Transient(err) && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		// A leader election, a lost server, a deleted consumer: read on
+		// through a new iterator (unacknowledged proposals come again).
+		d.log.Warn("reading proposals: transient failure, retrying", "stream", stream, "err", err)
+		if backoff.Wait(ctx) != nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			_ = bus.EnsureDecider(ctx, d.js, d.log)
+		}
+		name := bus.DeciderConsumer
+		if stream == bus.BulkStream {
+			name = bus.BulkConsumer
+		}
+		if c, cerr := d.js.Consumer(ctx, stream, name); cerr == nil {
+			cons = c
+		}
+	}
+}
+
+// laneOnce reads through one iterator until it fails or ctx ends.
+func (d *Decider) laneOnce(ctx context.Context, stream string, cons jetstream.Consumer, out chan<- []inbound) error {
+	// Pull requests expire after 2 s (heartbeat 1 s): a killed decider's
+	// open requests stop taking messages soon (see takeOver).
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(500, laneBytes), jetstream.PullExpiry(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return err
+		}
+		batch, size := []inbound{m}, len(m.Data())
+		for len(batch) < 500 && size < laneBytes {
+			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break // nothing more has arrived
+			}
+			batch, size = append(batch, m), size+len(m.Data())
+		}
+		handOver(ctx, batch, out)
+	}
+}
+
+// laneBytes bounds what a lane fetches ahead and hands over at once.
+const laneBytes = 16 << 20
+
+// decideKept is decideBatch with the batch kept in progress while it is
+// decided (a busy machine took longer than the ack wait).
+func (d *Decider) decideKept(ctx context.Context, batch []inbound) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(inProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				inProgress(batch)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return d.decideBatch(ctx, batch)
+}
+
+// inProgressEvery is how often proposals fetched but not yet decided are
+// reported in progress: JetStream would otherwise redeliver them after the
+// ack wait (30 s), behind newer ones, and a run's rows arriving out of
+// order are dropped as already logged (a busy machine took that long).
+const inProgressEvery = 10 * time.Second
+
+// handOver passes a fetched batch to the deciding loop, keeping it in
+// progress while it waits.
+func handOver(ctx context.Context, batch []inbound, out chan<- []inbound) {
+	t := time.NewTicker(inProgressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case out <- batch:
+			return
+		case <-t.C:
+			inProgress(batch)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func inProgress(batch []inbound) {
+	for _, m := range batch {
+		if jm, ok := m.(jetstream.Msg); ok {
+			_ = jm.InProgress()
+		}
+	}
+}
+
+// drainBulk decides, before a proposal that ends a run (or deletes a
+// project), the batches of that run (project) still waiting in the bulk
+// lane: they were accepted by the edge before it, and must be decided
+// before it, neither refused nor reopening the run after it. It waits for
+// at most the decider's ack wait (batches another decider holds).
+func (d *Decider) drainBulk(ctx context.Context, p events.Event) error {
+	run := p.Run
+	switch p.Type {
+	case events.RunFinished, events.RunCrashed, events.RunDeleted:
+	case events.ProjectDeleted:
+		run = ""
+	default:
+		return nil
+	}
+	if d.bulk == nil || (run != "" && events.ValidateRunID(run) != nil) {
+		return nil
+	}
+	stream, err := d.js.Stream(ctx, bus.BulkStream)
+	if err != nil {
+		return fmt.Errorf("bulk lane: %w", err)
+	}
+	filter := d.subj.BulkOfRun(p.Entity, p.Project, run)
+	if rest := d.bulkRest; len(rest) > 0 {
+		d.bulkRest = nil
+		if err := d.decideKept(ctx, rest); err != nil {
+			return err
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return fmt.Errorf("bulk lane: %w", err)
+		}
+		if len(info.State.Subjects) == 0 {
+			return nil
+		}
+		select {
+		case batch := <-d.bulk:
+			if err := d.decideKept(ctx, batch); err != nil {
+				return err
+			}
+		case <-time.After(10 * time.Millisecond): // acks still on their way
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
@@ -299,6 +520,9 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 			}
 		default:
 			if err := d.flush(ctx, pend); err != nil {
+				return err
+			}
+			if err := d.drainBulk(ctx, p); err != nil {
 				return err
 			}
 			out, err := d.decideControl(ctx, p)
@@ -623,17 +847,27 @@ func (m stored) Ack() error           { return nil }
 // metric rows would then arrive out of order, and rows at or below the last
 // step are dropped. Deciding is idempotent, so deciding them again when
 // they are redelivered (or while a live decider still holds them) is safe.
-func (d *Decider) takeOver(ctx context.Context, cons jetstream.Consumer) error {
+func (d *Decider) takeOver(ctx context.Context, name string, cons jetstream.Consumer) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
+	// A killed decider's pull requests stay open on the server until they
+	// expire (2 s, see lane) and may still take messages after this
+	// snapshot, which would then come back only after the ack wait, out of
+	// order: wait them out first.
+	for deadline := time.Now().Add(3 * time.Second); info.NumWaiting > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if info, err = cons.Info(ctx); err != nil {
+			return fmt.Errorf("decider consumer: %w", err)
+		}
+	}
 	if info.NumAckPending == 0 {
 		return nil
 	}
-	stream, err := d.js.Stream(ctx, bus.InboxStream)
+	stream, err := d.js.Stream(ctx, name)
 	if err != nil {
-		return fmt.Errorf("inbox stream: %w", err)
+		return fmt.Errorf("inbox stream %s: %w", name, err)
 	}
 	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
 	d.log.Info("taking over unacknowledged proposals", "from", from, "to", to, "pending", info.NumAckPending)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,88 @@ import (
 // ErrUndecided means the proposal was stored but its decision did not arrive
 // in time; re-sending the same proposal (same id) is safe.
 var ErrUndecided = errs.New(errs.Unavailable, "undecided", "the proposal was accepted for processing but not decided in time; retry with the same request")
+
+// BackPressureCounts are what the bounded inbox did to writers of this
+// process: proposals refused with rate_limited (429 and Retry-After on the
+// native API) and proposals held until the inbox had room (the W&B
+// file_stream path, whose clients drop refused data), with the time held.
+type BackPressureCounts struct {
+	Refused, Held int64
+	HeldFor       time.Duration
+}
+
+var backPressure struct{ refused, held, heldNanos atomic.Int64 }
+
+// BackPressure returns the process's counts since it started.
+func BackPressure() BackPressureCounts {
+	return BackPressureCounts{Refused: backPressure.refused.Load(), Held: backPressure.held.Load(),
+		HeldFor: time.Duration(backPressure.heldNanos.Load())}
+}
+
+type holdKey struct{}
+
+// HoldWhenFull marks ctx so that a metric batch meeting a full bulk lane is
+// held until there is room (or ctx ends) instead of refused: for clients
+// that drop data on an error status (the W&B SDK ignores file_stream's).
+func HoldWhenFull(ctx context.Context) context.Context {
+	return context.WithValue(ctx, holdKey{}, true)
+}
+
+func holding(ctx context.Context) bool { h, _ := ctx.Value(holdKey{}).(bool); return h }
+
+// RetryAfterFull is what a writer refused by a full bulk lane is told to
+// wait: about the time the decider takes to clear a quarter of the lane.
+const RetryAfterFull = 250 * time.Millisecond
+
+// appendBulk appends a batch to the bulk lane. Past the lane's bound it is
+// held up to MaxHold, then refused with rate_limited and a Retry-After; or
+// held until there is room when ctx says so.
+func (pr *Proposer) appendBulk(ctx context.Context, msg bus.Msg) error {
+	_, err := bus.Append(ctx, pr.js, msg)
+	if !errors.Is(err, bus.ErrFull) {
+		return err
+	}
+	// Hold the request a moment first: the lane drains in about a quarter
+	// of a second, and Retry-After counts whole seconds, so refusing at
+	// once would idle a writer for a second each time.
+	limit := time.Now().Add(MaxHold)
+	if holding(ctx) {
+		limit = time.Time{}
+	}
+	start := time.Now()
+	wait := 5 * time.Millisecond
+	for errors.Is(err, bus.ErrFull) && (limit.IsZero() || time.Now().Before(limit)) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+		_, err = bus.Append(ctx, pr.js, msg)
+	}
+	backPressure.heldNanos.Add(int64(time.Since(start)))
+	if errors.Is(err, bus.ErrFull) {
+		backPressure.refused.Add(1)
+		e := errs.New(errs.RateLimited, "inbox_full", "Logbook is taking in data slower than it arrives; retry in %s", RetryAfterFull)
+		e.RetryAfter = RetryAfterFull
+		return e
+	}
+	backPressure.held.Add(1)
+	return err
+}
+
+// MaxHold is how long a native request meeting a full bulk lane is held
+// before it is refused (W&B's are held until there is room).
+var MaxHold = time.Second
+
+// Holding is the ingest service as the W&B file_stream path uses it: a
+// metric batch that meets a full bulk lane is held, never refused.
+type Holding struct{ *Service }
+
+// LogRows is Service.LogRows with HoldWhenFull.
+func (h Holding) LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (Outcome, error) {
+	return h.Service.LogRows(HoldWhenFull(ctx), actor, id, entity, project, run, rows, raw)
+}
 
 // Proposer publishes proposals to the inbox stream on behalf of an
 // authenticated actor.
@@ -73,6 +156,12 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 		return Outcome{}, fmt.Errorf("the request is %d bytes once encoded; the limit is %d", len(data), bus.MaxPayload-4096)
 	}
 	msg := bus.Msg{Subject: pr.subj.Proposal(p.Actor, p), ID: p.ID, Data: data}
+	if _, metrics := p.Payload.(events.MetricsLoggedV1); !wait && metrics && events.ValidateRunID(p.Run) == nil {
+		// A batch the edge's dry run accepted: its run is known (its start
+		// is decided), so it may take the bulk lane (see bus.BulkStream).
+		msg.Subject = pr.subj.Bulk(p.Actor, p)
+		return Outcome{Accepted: true}, pr.appendBulk(ctx, msg)
+	}
 	if !wait {
 		_, err := bus.Append(ctx, pr.js, msg)
 		return Outcome{Accepted: true}, storageFull(err)

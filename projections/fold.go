@@ -14,10 +14,27 @@ import (
 	"github.com/logbook/logbook/events"
 )
 
-// maxTxnBytes bounds what one transaction writes; a batch larger than this
-// is committed in several transactions, each with the sequence of the last
-// event it holds.
-const maxTxnBytes = 4 << 20
+// Transactions and Badger's limit. Badger refuses a transaction larger than
+// 15% of its memtable (ErrTxnTooBig), and the read model's memtables are
+// small (see Open), so the fold commits in two ways:
+//
+//   - at an event boundary, once the transaction holds half the limit (or
+//     maxCachedDocs documents): the cached documents and the sequence of the
+//     last event go in with the history, in the same transaction;
+//   - mid-event, when Badger says the transaction is full (one event alone
+//     larger than the limit, or the documents do not fit beside the history):
+//     an overflow commit of the history and line writes only, never of a
+//     cached document or the sequence. Every such write is idempotent given
+//     the documents: lines and whole chunks are put at keys derived from the
+//     event, and the open chunk is rewritten from the run document's point
+//     count (appendHistory drops any point past it). A crash after an
+//     overflow commit re-folds the events from the committed sequence over
+//     the documents they started from and writes the same bytes.
+//
+// The documents of one flush (runs, projects, teams touched since the last
+// one) must fit in one transaction with the sequence: the fold flushes when
+// it caches maxCachedDocs of them.
+const maxCachedDocs = 256
 
 // fold applies events to the read model through one write transaction at a
 // time, caching the documents it touches.
@@ -25,7 +42,11 @@ type fold struct {
 	db   *badger.DB
 	txn  *badger.Txn
 	size int
-	last uint64 // sequence of the last event folded into txn
+	// limit is Badger's transaction size for this database; the fold
+	// flushes at an event boundary past half of it.
+	limit     int
+	overflows int    // overflow commits (for tests)
+	last      uint64 // sequence of the last event folded into txn
 
 	runs     map[string]*Run
 	projects map[string]*Project
@@ -35,12 +56,40 @@ type fold struct {
 }
 
 func newFold(db *badger.DB) *fold {
-	return &fold{db: db, txn: db.NewTransaction(true), runs: map[string]*Run{}, projects: map[string]*Project{}, teams: map[string]*Team{}}
+	return &fold{db: db, txn: db.NewTransaction(true), limit: txnLimit(db),
+		runs: map[string]*Run{}, projects: map[string]*Project{}, teams: map[string]*Team{}}
 }
 
+// txnLimit is the size at which Badger refuses a transaction (15% of a
+// memtable, as badger.Open computes it).
+func txnLimit(db *badger.DB) int { return int(db.Opts().MemTableSize * 15 / 100) }
+
+// set writes a history chunk, a line or another document that is not
+// cached (see the comment on maxCachedDocs): when Badger finds the
+// transaction full, what it holds is committed without the sequence.
 func (f *fold) set(key, val []byte) error {
-	f.size += len(key) + len(val) + 32
-	return f.txn.Set(key, val)
+	err := f.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = f.overflow(); err == nil {
+			err = f.txn.Set(key, val)
+		}
+	}
+	if err == nil {
+		f.size += len(key) + len(val) + 32
+	}
+	return err
+}
+
+// overflow commits the transaction's writes without documents or sequence
+// and opens a new transaction (see maxCachedDocs for why that is safe).
+func (f *fold) overflow() error {
+	if err := f.txn.Commit(); err != nil {
+		return fmt.Errorf("commit read model (overflow): %w", err)
+	}
+	f.txn = f.db.NewTransaction(true)
+	f.size = 0
+	f.overflows++
+	return nil
 }
 
 func (f *fold) setJSON(key []byte, v any) error {
@@ -54,25 +103,19 @@ func (f *fold) setJSON(key []byte, v any) error {
 // flush writes the cached documents and seq into the transaction and
 // commits it.
 func (f *fold) flush(seq uint64) error {
-	for k, r := range f.runs {
-		if r == nil {
-			continue
-		}
-		if err := f.setJSON([]byte(k), r); err != nil {
+	docs, size, err := f.documents()
+	if err != nil {
+		return err
+	}
+	if f.size+size+256 >= f.limit && f.size > 0 {
+		// The documents and the sequence must commit together: make room.
+		if err := f.overflow(); err != nil {
 			return err
 		}
 	}
-	for k, p := range f.projects {
-		if p == nil {
-			continue
-		}
-		if err := f.setJSON([]byte(k), p); err != nil {
-			return err
-		}
-	}
-	for k, t := range f.teams {
-		if err := f.setJSON([]byte(k), t); err != nil {
-			return err
+	for _, d := range docs {
+		if err := f.txn.Set(d.key, d.val); err != nil {
+			return fmt.Errorf("write %d documents (%d bytes) at seq %d: %w", len(docs), size, seq, err)
 		}
 	}
 	if err := f.txn.Set(keySeq, putUint(seq)); err != nil {
@@ -91,6 +134,43 @@ func (f *fold) flush(seq uint64) error {
 	clear(f.projects)
 	clear(f.teams)
 	return nil
+}
+
+type doc struct{ key, val []byte }
+
+// documents encodes the cached documents and returns them with their size.
+func (f *fold) documents() ([]doc, int, error) {
+	docs := make([]doc, 0, len(f.runs)+len(f.projects)+len(f.teams))
+	size := 0
+	add := func(k string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, doc{[]byte(k), b})
+		size += len(k) + len(b) + 32
+		return nil
+	}
+	for k, r := range f.runs {
+		if r != nil {
+			if err := add(k, r); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	for k, p := range f.projects {
+		if p != nil {
+			if err := add(k, p); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	for k, t := range f.teams {
+		if err := add(k, t); err != nil {
+			return nil, 0, err
+		}
+	}
+	return docs, size, nil
 }
 
 func (f *fold) commit(seq uint64) error {
@@ -162,7 +242,8 @@ func (f *fold) team(name string) (*Team, error) {
 // transaction is full.
 func (f *fold) applyAt(seq uint64, e events.Event) error {
 	deletion := e.Type == events.ProjectDeleted || e.Type == events.RunDeleted
-	if (f.size > maxTxnBytes || deletion) && f.last > 0 {
+	full := f.size > f.limit/2 || len(f.runs)+len(f.projects)+len(f.teams) >= maxCachedDocs
+	if (full || deletion) && f.last > 0 {
 		if err := f.flush(f.last); err != nil {
 			return err
 		}

@@ -144,6 +144,10 @@ func (f *fold) appendHistory(prefix []byte, m *MetricSummary, pts []Point) error
 		if err != nil {
 			return err
 		}
+		// Points past the run document's count were written by an
+		// overflow commit whose event is being folded again (see
+		// maxCachedDocs): the chunk is rebuilt from the counted ones.
+		old = old[:min(len(old), open)]
 		take := min(ChunkPoints-len(old), len(pts))
 		if err := f.set(key, encodeChunk(append(old, pts[:take]...))); err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -92,7 +93,7 @@ func measureBaseline(ctx context.Context, c config) (*baseline, error) {
 	// Bounded to 1 GiB so that the stream stays in the page cache.
 	for time.Since(start) < c.baseDuration && ctx.Err() == nil && n*len(payload) < 1<<30 {
 		for range 256 {
-			if _, err := js.PublishMsgAsync(&nats.Msg{Subject: "RAW.ev.loadgen.bench.metrics_logged", Data: payload}); err != nil {
+			if err := publishAsync(ctx, js, &nats.Msg{Subject: "RAW.ev.loadgen.bench.metrics_logged", Data: payload}); err != nil {
 				return nil, fmt.Errorf("async publish: %w", err)
 			}
 			n++
@@ -132,6 +133,26 @@ func measureBaseline(ctx context.Context, c config) (*baseline, error) {
 	b.consumeMsgs = float64(msgs) / secs
 	b.consumePts = b.consumeMsgs * float64(c.batch*c.metrics)
 	return b, nil
+}
+
+// publishAsync publishes m asynchronously; when too many publishes await
+// their acknowledgement (nats.go refuses with "stalled with too many
+// outstanding async published messages" once its stall wait has passed),
+// it waits for the outstanding ones and tries again, as a writer limited by
+// the server would.
+func publishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) error {
+	for {
+		_, err := js.PublishMsgAsync(m)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return err
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // rawRead reads a whole stream through an ordered consumer in batches of

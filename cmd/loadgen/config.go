@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -28,6 +30,18 @@ type config struct {
 	cpuprofile    string
 	memprofile    string
 	verbose       bool
+	s2            bool
+	pprof         string
+	log           string
+}
+
+// logger is the in-process Logbook's log (-log level), or nil.
+func (c config) logger(w io.Writer) *slog.Logger {
+	var l slog.Level
+	if c.log == "" || l.UnmarshalText([]byte(c.log)) != nil {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // parseConfig reads and checks the flags.
@@ -46,15 +60,24 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.batch, "batch", 1000, "rows per client batch, history lines per file_stream request")
 	fs.DurationVar(&c.flush, "flush", 100*time.Millisecond, "client flush interval")
 	fs.DurationVar(&c.duration, "duration", 60*time.Second, "how long each load mode logs")
-	fs.Int64Var(&c.maxPoints, "points", 0, "stop logging after this many points (0: no limit)")
+	fs.Int64Var(&c.maxPoints, "points", 0, "stop logging after this many points (0: no limit; without -duration, no time limit)")
 	fs.IntVar(&c.starts, "starts", 300, "run starts measured for the run-start latency")
 	fs.BoolVar(&c.baseline, "baseline", true, "measure the raw JetStream baseline first")
 	fs.DurationVar(&c.baseDuration, "baseline.duration", 5*time.Second, "how long the baseline publishes")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
 	fs.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file after the load modes")
 	fs.BoolVar(&c.verbose, "v", false, "print progress every second")
+	fs.StringVar(&c.log, "log", "", "in-process Logbook: log at this level (debug, info, warn) to stderr")
+	fs.StringVar(&c.pprof, "pprof", "", "serve net/http/pprof on this address during the run (heap profiles mid-run)")
+	fs.BoolVar(&c.s2, "s2", false, "in-process Logbook: store the events stream S2-compressed")
 	if err := cli.Parse(fs, args, "LOADGEN_"); err != nil {
 		return c, err
+	}
+	durationSet := false
+	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+	if c.maxPoints > 0 && !durationSet {
+		// -points alone: log until that many points are sent.
+		c.duration = 1000 * time.Hour
 	}
 	c.modes = map[string]bool{}
 	for _, m := range strings.Split(*modes, ",") {

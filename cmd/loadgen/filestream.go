@@ -43,7 +43,15 @@ func loadFileStream(ctx context.Context, c config, s *server) (*result, error) {
 	var wg sync.WaitGroup
 	res.cpu0 = readProc(s.pid)
 	ev0 := s.eventCount(ctx)
+	press0 := s.pressureNow()
 	start := time.Now()
+	stopRSS := sampleRSS(s.pid, start, rssEvery(c.duration), func() int64 {
+		var rows int64
+		for _, j := range jobs {
+			rows += j.rows.Load()
+		}
+		return rows * int64(c.metrics)
+	})
 	for _, j := range jobs {
 		wg.Add(1)
 		go func() {
@@ -100,6 +108,11 @@ func loadFileStream(ctx context.Context, c config, s *server) (*result, error) {
 	}
 	res.sentPoints = res.sentRows * int64(c.metrics)
 	res.sentBytes = sent.Load()
+	defer func() {
+		res.rss = stopRSS()
+		res.press = s.pressureNow().sub(press0)
+		res.disk, res.hasDisk = s.disk()
+	}()
 	if err := drain(ctx, c, s, jobs, res, start); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,10 @@ type result struct {
 	fresh        []time.Duration
 	startsLoaded []time.Duration
 	cpu0, cpu1   procStat
+	rss          []rssSample // during the window and the drain
+	disk         disk        // after the drain
+	hasDisk      bool
+	press        pressureCounts // during the window and the drain
 	wall         time.Duration
 	problems     []string
 }
@@ -124,7 +128,15 @@ func loadClient(ctx context.Context, c config, s *server) (*result, error) {
 	var wg sync.WaitGroup
 	res.cpu0 = readProc(s.pid)
 	ev0 := s.eventCount(ctx)
+	press0 := s.pressureNow()
 	start := time.Now()
+	stopRSS := sampleRSS(s.pid, start, rssEvery(c.duration), func() int64 {
+		var rows int64
+		for _, j := range jobs {
+			rows += j.rows.Load()
+		}
+		return rows * int64(c.metrics)
+	})
 	for i, j := range jobs {
 		wg.Add(1)
 		go func() {
@@ -209,6 +221,9 @@ func loadClient(ctx context.Context, c config, s *server) (*result, error) {
 	if err := drain(ctx, c, s, jobs, res, start); err != nil {
 		return nil, err
 	}
+	res.rss = stopRSS()
+	res.press = s.pressureNow().sub(press0)
+	res.disk, res.hasDisk = s.disk()
 	return res, nil
 }
 
@@ -217,7 +232,7 @@ func loadClient(ctx context.Context, c config, s *server) (*result, error) {
 // first and last metric of the first and last run.
 func drain(ctx context.Context, c config, s *server, jobs []*job, res *result, start time.Time) error {
 	end := start.Add(time.Duration(res.seconds * 1e9))
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(max(5*time.Minute, 2*time.Duration(res.seconds*1e9)))
 	for _, j := range jobs {
 		for {
 			d, err := s.run(ctx, j.id)

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	servePprof(c.pprof, stderr)
 	rep := &report{out: stdout, cfg: c}
 	rep.header()
 	if c.baseline {

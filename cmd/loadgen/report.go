@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/logbook/logbook/ingest"
 )
 
 // procStat is a process's CPU time and memory at a moment.
@@ -16,6 +18,10 @@ type procStat struct {
 	at       time.Time
 	cpuTicks int64 // user + system, in clock ticks (1/100 s)
 	rss, hwm int64 // resident set size and its peak, bytes
+	// anon is the anonymous part of rss (heaps); the rest is file pages
+	// (memory-mapped Badger tables and JetStream blocks), which the
+	// kernel reclaims under pressure.
+	anon int64
 }
 
 // readProc reads /proc/<pid>/stat and status (zero values elsewhere).
@@ -42,6 +48,8 @@ func readProc(pid int) procStat {
 					p.rss = v << 10
 				case "VmHWM:":
 					p.hwm = v << 10
+				case "RssAnon:":
+					p.anon = v << 10
 				}
 			}
 		}
@@ -76,6 +84,9 @@ type report struct {
 	out  io.Writer
 	cfg  config
 	base *baseline
+	// stored counts the points of every mode run so far (the data
+	// directory holds them all).
+	stored int64
 }
 
 func (r *report) printf(format string, args ...any) { fmt.Fprintf(r.out, format, args...) }
@@ -83,6 +94,9 @@ func (r *report) printf(format string, args ...any) { fmt.Fprintf(r.out, format,
 func (r *report) header() {
 	c := r.cfg
 	where := "all-in-one Logbook in this process (CPU and RSS include the generator; per-key HTTP rate limit off)"
+	if c.s2 {
+		where += "; events stream S2-compressed"
+	}
 	if c.url != "" {
 		where = c.url
 	}
@@ -168,6 +182,22 @@ func (r *report) printLoad(res *result, s *server) {
 	}
 	r.printf("  server CPU %.0f%% of one core (window + drain): %s points per CPU-second; RSS %d MiB, peak %d MiB\n",
 		res.cpu1.cpu(res.cpu0), si(perCPU), res.cpu1.rss>>20, res.cpu1.hwm>>20)
+	r.printf("  RSS over time (s/points logged: RSS): %s\n", rssLine(res.rss))
+	if res.hasDisk && res.readBack > 0 {
+		// The whole data directory holds every mode run so far: divide by
+		// every point stored, not only this mode's.
+		r.stored += res.readBack
+		pts := float64(r.stored)
+		r.printf("  disk per point (%d points stored so far): %.1f B = log %.1f B (JetStream store %s) + read model %.1f B (Badger %s)\n",
+			r.stored, float64(res.disk.log+res.disk.readModel)/pts, float64(res.disk.log)/pts, mib(res.disk.log),
+			float64(res.disk.readModel)/pts, mib(res.disk.readModel))
+	}
+	p := res.press
+	held := "n/a (server in another process)"
+	if s.inProcess {
+		held = fmt.Sprintf("%d held then accepted, %d held %v then refused (429); %.1f s held in all", p.server.Held, p.server.Refused, ingest.MaxHold, p.server.HeldFor.Seconds())
+	}
+	r.printf("  back-pressure: client saw %d x 429, %d x 503; server: %s\n", p.tooMany, p.unavailable, held)
 	r.printf("  sent %d points in %d rows; read back %d points; missing %d\n", res.sentPoints, res.sentRows, res.readBack, res.missing)
 	for _, p := range res.problems {
 		r.printf("  PROBLEM: %s\n", p)

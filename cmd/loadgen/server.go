@@ -26,7 +26,9 @@ type server struct {
 	url, natsURL string
 	pid          int // process whose CPU and RSS are reported
 	inProcess    bool
+	dataDir      string // of the in-process Logbook (disk per point)
 	http         *http.Client
+	press        *pressure
 	adminKey     string
 	userKey      string // the load user's key
 	entity       string
@@ -41,8 +43,9 @@ type server struct {
 // withServer starts an all-in-one Logbook in this process (or uses -url),
 // creates the load user and project, and calls fn.
 func withServer(ctx context.Context, c config, stderr io.Writer, fn func(context.Context, *server) error) error {
-	s := &server{http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
-		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute, DisableCompression: true}}}
+	press := &pressure{base: &http.Transport{
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute, DisableCompression: true}}
+	s := &server{http: &http.Client{Timeout: 2 * time.Minute, Transport: press}, press: press}
 	if c.url != "" {
 		s.url, s.natsURL, s.adminKey, s.pid = strings.TrimRight(c.url, "/"), c.natsURL, c.key, c.pid
 		if s.pid == 0 {
@@ -62,6 +65,7 @@ func withServer(ctx context.Context, c config, stderr io.Writer, fn func(context
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	s.dataDir = dir
 	s.adminKey, s.pid, s.inProcess = ingest.NewAPIKey(), os.Getpid(), true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -69,7 +73,7 @@ func withServer(ctx context.Context, c config, stderr io.Writer, fn func(context
 	done := make(chan error, 1)
 	go func() {
 		done <- app.AllInOne(ctx, app.AllInOneConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0",
-			AdminKey: s.adminKey, KeyRate: 1e6, KeyBurst: 1e6}, io.Discard, func(a app.Addrs) { ready <- a })
+			AdminKey: s.adminKey, KeyRate: 1e6, KeyBurst: 1e6, CompressEvents: c.s2, Log: c.logger(stderr)}, io.Discard, func(a app.Addrs) { ready <- a })
 	}()
 	select {
 	case a := <-ready:

@@ -1,0 +1,126 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/logbook/logbook/bus"
+	"github.com/logbook/logbook/errs"
+	"github.com/logbook/logbook/events"
+)
+
+// batch is a metrics proposal of rows rows of 40 metrics from step from.
+func batchOf(run string, from int64, rows int) events.Event {
+	rs := make([]events.Row, rows)
+	for i := range rs {
+		v := make(map[string]events.Value, 40)
+		for m := 0; m < 40; m++ {
+			v[fmt.Sprintf("metric_%02d", m)] = events.Value(float64(from) + float64(i) + float64(m)/100)
+		}
+		rs[i] = events.Row{Step: from + int64(i), Time: float64(from + int64(i)), Values: v}
+	}
+	// As the edge builds it (ingest.Service.LogRows): no type or version.
+	return events.Event{Actor: "alice",
+		Entity: "alice", Project: "p", Run: run, Payload: events.MetricsLoggedV1{Rows: rs}}
+}
+
+// TestBulkLaneBoundedAndOrdered: with the decider down, metric batches
+// fill the bulk lane to its bound; the next is refused with rate_limited
+// and a Retry-After, a held one waits; control proposals still go in. Once
+// a decider runs, the held batch goes in, and the run's finish (proposed
+// after the batches, in the control lane the decider prefers) is decided
+// after every batch of the run: no row is lost or refused.
+func TestBulkLaneBoundedAndOrdered(t *testing.T) {
+	e := mustEnv(t, bus.DefaultConfig())
+	_, stop := e.decider(true)
+	e.setup()
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: "r"}})
+	e.drained()
+	_, evs := e.log()
+	run := evs[len(evs)-1].Run
+	stop()
+
+	pr := NewProposer(e.nc, e.js, e.cfg.Subjects)
+	ctx := context.Background()
+	step, queued := int64(0), 0
+	var refused error
+	for refused == nil {
+		_, refused = pr.Propose(ctx, batchOf(run, step, 500), false)
+		if refused == nil {
+			step += 500
+			queued++
+		}
+		if queued > 200 {
+			t.Fatal("the bulk lane took 200 batches: it is not bounded")
+		}
+	}
+	var ee *errs.Error
+	if !errors.As(refused, &ee) || ee.Kind != errs.RateLimited || ee.RetryAfter <= 0 {
+		t.Fatalf("a batch past the bound: %v, want rate_limited with a Retry-After", refused)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := pr.Propose(HoldWhenFull(ctx), batchOf(run, step, 500), false)
+		held <- err
+	}()
+	select {
+	case err := <-held:
+		t.Fatalf("the held batch returned (%v) while the lane was full", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Control proposals are not behind the batches.
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := pr.Propose(pctx, withType(events.Event{Actor: "alice", Entity: "alice", Project: "p", Run: run,
+		Payload: events.RunFinishedV1{State: events.StateFinished}}), false); err != nil {
+		t.Fatalf("a finish while the bulk lane is full: %v", err)
+	}
+
+	e.decider(false)
+	if err := <-held; err != nil {
+		t.Fatalf("held batch: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, _ := e.js.Stream(ctx, bus.BulkStream)
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bulk lane not drained within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.drained()
+	st, evs := e.log()
+	var metrics, after int
+	finished := false
+	for _, ev := range evs {
+		switch ev.Type {
+		case events.MetricsLogged:
+			metrics++
+			if finished {
+				after++
+			}
+		case events.RunFinished:
+			finished = true
+		}
+	}
+	if metrics != queued+1 || after != 0 || !finished {
+		t.Fatalf("%d metric events (%d after the finish; finished %v), want %d, all before the finish", metrics, after, finished, queued+1)
+	}
+	p, _ := st.Project("alice", "p")
+	if r := p.Runs[run]; r == nil || r.LastStep != step+499 {
+		t.Fatalf("run %+v, want last step %d", r, step+499)
+	}
+}
+
+func withType(p events.Event) events.Event {
+	p.Type = p.Payload.EventType()
+	p.Version = events.CurrentVersion(p.Type)
+	return p
+}
