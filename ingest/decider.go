@@ -218,6 +218,9 @@ func (d *Decider) Run(ctx context.Context) error {
 		if err := bus.Retry(ctx, d.log, "take over unacknowledged proposals", 0, func(ctx context.Context) error {
 			return d.takeOver(ctx, l.stream, l.cons)
 		}); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while taking over
+			}
 			return err
 		}
 	}
@@ -852,18 +855,22 @@ func (d *Decider) takeOver(ctx context.Context, name string, cons jetstream.Cons
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
+	if info.NumAckPending == 0 {
+		return nil
+	}
 	// A killed decider's pull requests stay open on the server until they
 	// expire (2 s, see lane) and may still take messages after this
 	// snapshot, which would then come back only after the ack wait, out of
 	// order: wait them out first.
 	for deadline := time.Now().Add(3 * time.Second); info.NumWaiting > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 		if info, err = cons.Info(ctx); err != nil {
 			return fmt.Errorf("decider consumer: %w", err)
 		}
-	}
-	if info.NumAckPending == 0 {
-		return nil
 	}
 	stream, err := d.js.Stream(ctx, name)
 	if err != nil {
