@@ -207,14 +207,16 @@ func (d *Decider) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
 	}
-	// What a crashed decider left, the control lane first (a run start
-	// before the batches of that run still waiting). Taking over is
+	// What a crashed decider left, the bulk lane first: a batch is in the
+	// bulk lane only once its run's start is decided, and a finish taken
+	// over from the control lane must come after its run's batches (the
+	// lanes, and drainBulk, start only after the takeover). Taking over is
 	// idempotent (see takeOver): a transient failure in the middle starts
 	// it again.
 	for _, l := range []struct {
 		stream string
 		cons   jetstream.Consumer
-	}{{bus.InboxStream, cons}, {bus.BulkStream, bcons}} {
+	}{{bus.BulkStream, bcons}, {bus.InboxStream, cons}} {
 		if err := bus.Retry(ctx, d.log, "take over unacknowledged proposals", 0, func(ctx context.Context) error {
 			return d.takeOver(ctx, l.stream, l.cons)
 		}); err != nil {
