@@ -188,24 +188,9 @@ func (d *Decider) Run(ctx context.Context) error {
 	go func() { tailErr <- d.tailEntities(ctx) }()
 	// Transient failures (a leader election, a lost server) are retried
 	// here and inside bus; what returns is an error retrying cannot fix.
-	var cons, bcons jetstream.Consumer
-	err := bus.Retry(ctx, d.log, "decider consumer", 10*time.Second, func(ctx context.Context) (err error) {
-		get := func() error {
-			if cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer); err != nil {
-				return err
-			}
-			bcons, err = d.js.Consumer(ctx, bus.BulkStream, bus.BulkConsumer)
-			return err
-		}
-		if err = get(); errors.Is(err, jetstream.ErrConsumerNotFound) {
-			if err = bus.EnsureDecider(ctx, d.js, d.log); err == nil {
-				err = get()
-			}
-		}
-		return err
-	})
+	cons, bcons, err := d.consumers(ctx)
 	if err != nil {
-		return fmt.Errorf("decider consumer: %w", err)
+		return err
 	}
 	// What a crashed decider left, the bulk lane first: a batch is in the
 	// bulk lane only once its run's start is decided, and a finish taken
@@ -263,6 +248,30 @@ func (d *Decider) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// consumers returns the decider's consumers on the control and bulk lanes,
+// creating them if missing.
+func (d *Decider) consumers(ctx context.Context) (cons, bcons jetstream.Consumer, err error) {
+	err = bus.Retry(ctx, d.log, "decider consumer", 10*time.Second, func(ctx context.Context) (err error) {
+		get := func() error {
+			if cons, err = d.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer); err != nil {
+				return err
+			}
+			bcons, err = d.js.Consumer(ctx, bus.BulkStream, bus.BulkConsumer)
+			return err
+		}
+		if err = get(); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if err = bus.EnsureDecider(ctx, d.js, d.log); err == nil {
+				err = get()
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("decider consumer: %w", err)
+	}
+	return cons, bcons, nil
 }
 
 // bulkSlice is how many bulk proposals are decided between two looks at
