@@ -428,21 +428,35 @@ func inProgress(batch []inbound) {
 	}
 }
 
-// drainBulk decides, before a proposal that ends a run (or deletes a
-// project), the batches of that run (project) still waiting in the bulk
-// lane: they were accepted by the edge before it, and must be decided
-// before it, neither refused nor reopening the run after it. It waits for
-// at most the decider's ack wait (batches another decider holds).
-func (d *Decider) drainBulk(ctx context.Context, p events.Event) error {
-	run := p.Run
-	switch p.Type {
-	case events.RunFinished, events.RunCrashed, events.RunDeleted:
-	case events.ProjectDeleted:
-		run = ""
-	default:
-		return nil
+// storedAt is when the inbox stored a proposal (now if it does not say).
+func storedAt(m inbound) time.Time {
+	switch m := m.(type) {
+	case jetstream.Msg:
+		if md, err := m.Metadata(); err == nil {
+			return md.Timestamp
+		}
+	case stored:
+		return m.RawStreamMsg.Time
 	}
-	if d.bulk == nil || (run != "" && events.ValidateRunID(run) != nil) {
+	return time.Now()
+}
+
+// drainBulk decides, before a control proposal about a run (a finish, a
+// crash, a deletion, a stream's bookkeeping; or a project's deletion), the
+// batches of that run (project) the bulk lane stored before the proposal
+// (at): the edge accepted them first, so they are decided first, neither
+// refused nor reopening the run after a finish, nor missing from what a
+// later proposal sees. Later batches stay behind it. It waits for at most
+// the decider's ack wait (batches another decider holds).
+func (d *Decider) drainBulk(ctx context.Context, p events.Event, at time.Time) error {
+	run := p.Run
+	switch {
+	case p.Type == events.ProjectDeleted:
+		run = ""
+	case run == "" || p.Type == events.RunStarted || events.ValidateRunID(run) != nil:
+		return nil // no batch of its run can be waiting
+	}
+	if d.bulk == nil {
 		return nil
 	}
 	stream, err := d.js.Stream(ctx, bus.BulkStream)
@@ -457,11 +471,16 @@ func (d *Decider) drainBulk(ctx context.Context, p events.Event) error {
 		}
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+		// The oldest batch of the run still waiting (decided ones are
+		// removed once acknowledged).
+		first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("bulk lane: %w", err)
 		}
-		if len(info.State.Subjects) == 0 {
+		if !first.Time.Before(at) {
 			return nil
 		}
 		select {
@@ -536,7 +555,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 			if err := d.flush(ctx, pend); err != nil {
 				return err
 			}
-			if err := d.drainBulk(ctx, p); err != nil {
+			if err := d.drainBulk(ctx, p, storedAt(batch[i])); err != nil {
 				return err
 			}
 			out, err := d.decideControl(ctx, p)

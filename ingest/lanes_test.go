@@ -71,17 +71,24 @@ func TestBulkLaneBoundedAndOrdered(t *testing.T) {
 		t.Fatalf("the held batch returned (%v) while the lane was full", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	// Control proposals are not behind the batches.
+	// Control proposals are not behind the batches: a run start goes into
+	// the control lane at once while the bulk lane is full.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := pr.Propose(pctx, withType(events.Event{Actor: "alice", Entity: "alice", Project: "p", Run: run,
-		Payload: events.RunFinishedV1{State: events.StateFinished}}), false); err != nil {
-		t.Fatalf("a finish while the bulk lane is full: %v", err)
+	if _, err := pr.Propose(pctx, withType(events.Event{Actor: "alice", Entity: "alice", Project: "p",
+		Payload: events.RunStartedV1{Name: "other"}}), false); err != nil {
+		t.Fatalf("a run start while the bulk lane is full: %v", err)
 	}
 
+	// The decider prefers the control lane; the finish, sent (as clients
+	// do) once every batch of the run was accepted, is decided after them.
 	e.decider(false)
 	if err := <-held; err != nil {
 		t.Fatalf("held batch: %v", err)
+	}
+	if _, err := pr.Propose(ctx, withType(events.Event{Actor: "alice", Entity: "alice", Project: "p", Run: run,
+		Payload: events.RunFinishedV1{State: events.StateFinished}}), true); err != nil {
+		t.Fatalf("finish: %v", err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -98,20 +105,20 @@ func TestBulkLaneBoundedAndOrdered(t *testing.T) {
 	e.drained()
 	st, evs := e.log()
 	var metrics, after int
-	finished := false
+	isFinished := false
 	for _, ev := range evs {
 		switch ev.Type {
 		case events.MetricsLogged:
 			metrics++
-			if finished {
+			if isFinished {
 				after++
 			}
 		case events.RunFinished:
-			finished = true
+			isFinished = true
 		}
 	}
-	if metrics != queued+1 || after != 0 || !finished {
-		t.Fatalf("%d metric events (%d after the finish; finished %v), want %d, all before the finish", metrics, after, finished, queued+1)
+	if metrics != queued+1 || after != 0 || !isFinished {
+		t.Fatalf("%d metric events (%d after the finish; finished %v), want %d, all before the finish", metrics, after, isFinished, queued+1)
 	}
 	p, _ := st.Project("alice", "p")
 	if r := p.Runs[run]; r == nil || r.LastStep != step+499 {

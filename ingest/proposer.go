@@ -156,11 +156,19 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 		return Outcome{}, fmt.Errorf("the request is %d bytes once encoded; the limit is %d", len(data), bus.MaxPayload-4096)
 	}
 	msg := bus.Msg{Subject: pr.subj.Proposal(p.Actor, p), ID: p.ID, Data: data}
-	if _, metrics := p.Payload.(events.MetricsLoggedV1); !wait && metrics && events.ValidateRunID(p.Run) == nil {
+	_, metrics := p.Payload.(events.MetricsLoggedV1)
+	if !wait && metrics && events.ValidateRunID(p.Run) == nil {
 		// A batch the edge's dry run accepted: its run is known (its start
 		// is decided), so it may take the bulk lane (see bus.BulkStream).
 		msg.Subject = pr.subj.Bulk(p.Actor, p)
 		return Outcome{Accepted: true}, pr.appendBulk(ctx, msg)
+	}
+	if !metrics && p.Run != "" {
+		// A control proposal about a run is decided before the caller
+		// hears back, so that the run's next batch, which the client sends
+		// after the answer in the bulk lane, cannot overtake it (a W&B
+		// chunk's history bookkeeping, then its rows).
+		wait = true
 	}
 	if !wait {
 		_, err := bus.Append(ctx, pr.js, msg)
