@@ -29,7 +29,7 @@ const (
 	RejectionsStream = "LB_REJECTIONS"
 	DeciderConsumer  = "decider"
 	// BulkStream is the inbox's bulk lane: metric batches of runs the edge
-	// knows, bounded (Config.BulkBytes), so a writer past the bound is
+	// knows, bounded (Config.BulkMsgs), so a writer past the bound is
 	// slowed down (429 or a held request) instead of queued; every other
 	// proposal travels in InboxStream, which metric batches cannot block.
 	BulkStream   = "LB_BULK"
@@ -49,10 +49,14 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Log receives the retries of EnsureTopology (slog.Default() if nil).
 	Log *slog.Logger
-	// BulkBytes bounds the bulk lane of the inbox (BulkStream): past it a
-	// metric batch is refused with ErrFull (the edge holds the request,
-	// then answers 429). About what the decider clears in half a second.
-	BulkBytes int64
+	// BulkMsgs bounds the bulk lane of the inbox (BulkStream) in batches:
+	// past it a batch is refused with ErrFull (the edge holds the request,
+	// then answers 429). 64 batches of 1,000 rows of 20 metrics (50 MB)
+	// are about what the decider clears in a second on two cores. A bound
+	// in bytes would make JetStream reserve them from the storage limit,
+	// which a nearly full disk (GuardStorage) cannot give: the server
+	// then refuses to create the stream.
+	BulkMsgs int64
 	// CompressEvents stores the events stream S2-compressed (JetStream
 	// compresses whole message blocks on disk; readers see no change).
 	// Set it alike on every component: each one's EnsureTopology applies it.
@@ -66,21 +70,21 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		RejectionsAge:   30 * 24 * time.Hour,
 		DuplicateWindow: 2 * time.Minute,
-		BulkBytes:       DefaultBulkBytes,
+		BulkMsgs:        DefaultBulkMsgs,
 	}
 }
 
-// DefaultBulkBytes is the bulk lane's default bound.
-const DefaultBulkBytes = 24 << 20
+// DefaultBulkMsgs is the bulk lane's default bound.
+const DefaultBulkMsgs = 64
 
 // EnsureTopology creates or updates the streams and the decider's consumers.
 // It is idempotent: every component calls it at start. Transient failures
 // (a cluster electing its leaders, a server still starting, a request
 // timing out) are retried until ctx ends.
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error {
-	bulk := c.BulkBytes
+	bulk := c.BulkMsgs
 	if bulk <= 0 {
-		bulk = DefaultBulkBytes
+		bulk = DefaultBulkMsgs
 	}
 	compression := jetstream.NoCompression
 	if c.CompressEvents {
@@ -106,9 +110,8 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c Config) error
 			Replicas:    c.Replicas,
 			Duplicates:  c.DuplicateWindow,
 			MaxMsgSize:  MaxPayload,
-			// max(bound, one largest message): a batch alone always fits.
-			MaxBytes: max(bulk, MaxPayload),
-			Discard:  jetstream.DiscardNew,
+			MaxMsgs:     bulk,
+			Discard:     jetstream.DiscardNew,
 		},
 		{
 			Name:        EventsStream,
@@ -166,7 +169,7 @@ func streamMatches(have, want jetstream.StreamConfig) bool {
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge &&
 		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && have.AllowAtomicPublish == want.AllowAtomicPublish &&
-		have.MaxBytes == want.MaxBytes && have.Discard == want.Discard && have.Compression == want.Compression
+		have.MaxMsgs == want.MaxMsgs && have.Discard == want.Discard && have.Compression == want.Compression
 }
 
 // EnsureDecider creates or updates the decider's durable consumers on the

@@ -161,7 +161,7 @@ func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wa
 		// A batch the edge's dry run accepted: its run is known (its start
 		// is decided), so it may take the bulk lane (see bus.BulkStream).
 		msg.Subject = pr.subj.Bulk(p.Actor, p)
-		return Outcome{Accepted: true}, pr.appendBulk(ctx, msg)
+		return Outcome{Accepted: true}, storageFull(pr.appendBulk(ctx, msg))
 	}
 	if !metrics && p.Run != "" {
 		// A control proposal about a run is decided before the caller

@@ -11,8 +11,8 @@ import (
 )
 
 // bigLog is a user, a project, a run and batches metric events each larger
-// than Badger's transaction limit of the read model (2.4 MiB: 150 metrics x
-// 1,000 rows x 24 bytes a point is 3.6 MB of chunks).
+// than Badger's transaction limit with 16 MiB memtables (2.4 MiB: 150
+// metrics x 1,000 rows x 24 bytes a point is 3.6 MB of chunks).
 func bigLog(t *testing.T, batches int) []RawRecord {
 	t.Helper()
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -55,7 +55,7 @@ func bigLog(t *testing.T, batches int) []RawRecord {
 func TestEventLargerThanATransaction(t *testing.T) {
 	ctx := context.Background()
 	log := bigLog(t, 3)
-	whole := mustOpen(t, Options{Dir: filepath.Join(t.TempDir(), "whole")})
+	whole := mustOpen(t, Options{Dir: filepath.Join(t.TempDir(), "whole"), memTableSize: 16 << 20})
 	if _, err := whole.ReplayTo(ctx, sliceSource(log, 1000), 0, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestEventLargerThanATransaction(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "crashed")
-	s := mustOpen(t, Options{Dir: dir})
+	s := mustOpen(t, Options{Dir: dir, memTableSize: 16 << 20})
 	if _, err := s.ReplayTo(ctx, sliceSource(log[:4], 1000), 0, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestEventLargerThanATransaction(t *testing.T) {
 	}
 	f.txn.Discard()
 	s.Close()
-	s = mustOpen(t, Options{Dir: dir})
+	s = mustOpen(t, Options{Dir: dir, memTableSize: 16 << 20})
 	if s.Seq() != 4 {
 		t.Fatalf("after the crash the read model is at seq %d, want 4", s.Seq())
 	}
