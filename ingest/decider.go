@@ -309,73 +309,39 @@ func (d *Decider) decideBulk(ctx context.Context, batch []inbound, ctl <-chan []
 	return nil
 }
 
-// lane hands a consumer's proposals, in order and in batches of what has
-// arrived, to the deciding loop until ctx ends. It reads through one
-// long-lived pull iterator: a Fetch whose wait expired as a message was on
-// its way lost that message to an inbox nobody read, JetStream redelivered
-// it after the ack wait, behind newer ones, and the rows of a batch decided
-// out of order are dropped as already logged (gaps in loadgen's histories,
-// on main too, on a starved machine). The iterator buffers at most about
-// 16 MiB or 500 proposals.
+// lane hands a consumer's proposals, in order and in batches, to the
+// deciding loop until ctx ends, fetching through bus.Puller (which rides
+// over transient failures and recreates a deleted consumer). A batch waiting
+// for the loop is kept in progress (handOver). A pull iterator
+// (Consumer.Messages) was tried here: its channel also carries heartbeats
+// and expiry statuses, and while the lane waited for the loop they filled
+// it and nats.go dropped proposals as a slow consumer (TestKillProjector).
 func (d *Decider) lane(ctx context.Context, stream string, cons jetstream.Consumer, out chan<- []inbound) error {
-	backoff := bus.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
-	for {
-		err := d.laneOnce(ctx, stream, cons, out)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !bus.Transient(err) && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return fmt.Errorf("read %s: %w", stream, err)
-		}
-		// A leader election, a lost server, a deleted consumer: read on
-		// through a new iterator (unacknowledged proposals come again).
-		d.log.Warn("reading proposals: transient failure, retrying", "stream", stream, "err", err)
-		if backoff.Wait(ctx) != nil {
-			return nil
-		}
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-			_ = bus.EnsureDecider(ctx, d.js, d.log)
-		}
-		name := bus.DeciderConsumer
-		if stream == bus.BulkStream {
-			name = bus.BulkConsumer
-		}
-		if c, cerr := d.js.Consumer(ctx, stream, name); cerr == nil {
-			cons = c
-		}
-	}
-}
-
-// laneOnce reads through one iterator until it fails or ctx ends.
-func (d *Decider) laneOnce(ctx context.Context, stream string, cons jetstream.Consumer, out chan<- []inbound) error {
-	// Pull requests expire after 2 s (heartbeat 1 s): a killed decider's
-	// open requests stop taking messages soon (see takeOver).
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(500, laneBytes), jetstream.PullExpiry(2*time.Second))
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
+	pull := bus.Puller{Consumer: cons, Log: d.log, What: "fetch proposals from " + stream,
+		Ensure: func(ctx context.Context) error { return bus.EnsureDecider(ctx, d.js, d.log) }}
+	// Proposals per fetch: at most 500, and about 16 MiB of the largest
+	// seen (see bus.FetchSizer).
+	sizer := bus.FetchSizer{Max: 500}
+	for ctx.Err() == nil {
+		msgs, err := pull.Fetch(ctx, sizer.N(), time.Second)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
-		batch, size := []inbound{m}, len(m.Data())
-		for len(batch) < 500 && size < laneBytes {
-			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
-			if err != nil {
-				break // nothing more has arrived
-			}
-			batch, size = append(batch, m), size+len(m.Data())
+		if len(msgs) == 0 {
+			continue
+		}
+		batch := make([]inbound, 0, len(msgs))
+		for _, m := range msgs {
+			batch = append(batch, m)
+			sizer.See(len(m.Data()))
 		}
 		handOver(ctx, batch, out)
 	}
+	return nil
 }
-
-// laneBytes bounds what a lane fetches ahead and hands over at once.
-const laneBytes = 16 << 20
 
 // decideKept is decideBatch with the batch kept in progress while it is
 // decided (a busy machine took longer than the ack wait).
@@ -889,7 +855,7 @@ func (d *Decider) takeOver(ctx context.Context, name string, cons jetstream.Cons
 		return nil
 	}
 	// A killed decider's pull requests stay open on the server until they
-	// expire (2 s, see lane) and may still take messages after this
+	// expire (1 s, see lane) and may still take messages after this
 	// snapshot, which would then come back only after the ack wait, out of
 	// order: wait them out first.
 	for deadline := time.Now().Add(3 * time.Second); info.NumWaiting > 0 && time.Now().Before(deadline); {
