@@ -3,10 +3,7 @@ package http
 import (
 	"log/slog"
 	"net/http"
-	"strconv"
 
-	"github.com/logbook/logbook/errs"
-	"github.com/logbook/logbook/policy"
 	"github.com/logbook/logbook/query"
 )
 
@@ -29,47 +26,16 @@ func (h *Artifacts) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/projects/{entity}/{project}/runs/{run}/artifacts", h.read(query.OpRunArtifacts))
 }
 
-// request reads the key, the path and min_seq (or X-Logbook-Min-Seq).
-func (h *Artifacts) request(r *http.Request, op string) (query.Request, error) {
-	key, ok := APIKey(r)
-	if !ok {
-		return query.Request{}, errs.New(errs.Unauthenticated, "unauthenticated", "send your API key as 'Authorization: Bearer <key>'")
-	}
-	req := query.Request{KeyHash: policy.HashKey(key), Op: op, Entity: r.PathValue("entity"), Project: r.PathValue("project"),
-		Run: r.PathValue("run"), Collection: r.PathValue("collection"), Version: r.PathValue("version")}
-	minSeq := r.URL.Query().Get("min_seq")
-	if minSeq == "" {
-		minSeq = r.Header.Get("X-Logbook-Min-Seq")
-	}
-	if minSeq != "" {
-		n, err := strconv.ParseUint(minSeq, 10, 64)
-		if err != nil {
-			return req, errs.New(errs.Invalid, "invalid", "min_seq must be a non-negative integer, not %q", minSeq)
-		}
-		req.MinSeq = n
-	}
-	return req, nil
-}
-
 func (h *Artifacts) read(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := h.request(r, op)
-		if err != nil {
-			WriteError(w, h.Log, err)
-			return
-		}
-		data, err := h.Artifacts.Reader.Read(r.Context(), req)
-		if err != nil {
-			WriteError(w, h.Log, err)
-			return
-		}
-		WriteRaw(w, http.StatusOK, data)
+		req, err := readRequest(r, op)
+		answer(w, r, h.Artifacts.Reader, h.Log, req, err)
 	}
 }
 
 // version serves one version (vN, an alias or its id) with its manifest.
 func (h *Artifacts) version(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, query.OpArtifact)
+	req, err := readRequest(r, query.OpArtifact)
 	if err != nil {
 		WriteError(w, h.Log, err)
 		return
@@ -84,7 +50,7 @@ func (h *Artifacts) version(w http.ResponseWriter, r *http.Request) {
 
 // file serves the bytes of one file of a version.
 func (h *Artifacts) file(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, query.OpArtifact)
+	req, err := readRequest(r, query.OpArtifact)
 	if err != nil {
 		WriteError(w, h.Log, err)
 		return

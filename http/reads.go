@@ -92,12 +92,21 @@ func (h *Reads) serve(op string) http.HandlerFunc {
 
 // request builds a read request from the path, the API key and min_seq.
 func (h *Reads) request(r *http.Request, op string) (query.Request, error) {
+	return readRequest(r, op)
+}
+
+// readRequest builds a read request from the API key, the path
+// ({entity}, {project}, {run}, {collection}, {version}), ?metric= and
+// ?min_seq= (or X-Logbook-Min-Seq). Runs is never nil.
+func readRequest(r *http.Request, op string) (query.Request, error) {
+	req := query.Request{Op: op, Entity: r.PathValue("entity"), Project: r.PathValue("project"), Run: r.PathValue("run"),
+		Collection: r.PathValue("collection"), Version: r.PathValue("version"), Metric: r.URL.Query().Get("metric"),
+		Runs: &query.RunsRequest{}}
 	key, ok := APIKey(r)
 	if !ok {
-		return query.Request{Runs: &query.RunsRequest{}}, errs.E(errs.Unauthenticated, "send your API key as 'Authorization: Bearer <key>'")
+		return req, errs.E(errs.Unauthenticated, "send your API key as 'Authorization: Bearer <key>'")
 	}
-	req := query.Request{KeyHash: policy.HashKey(key), Op: op, Entity: r.PathValue("entity"), Project: r.PathValue("project"),
-		Run: r.PathValue("run"), Metric: r.URL.Query().Get("metric"), Runs: &query.RunsRequest{}}
+	req.KeyHash = policy.HashKey(key)
 	minSeq := r.URL.Query().Get("min_seq")
 	if minSeq == "" {
 		minSeq = r.Header.Get("X-Logbook-Min-Seq")
@@ -271,13 +280,19 @@ func (h *Reads) sampled(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Reads) answer(w http.ResponseWriter, r *http.Request, req query.Request, err error) {
+	answer(w, r, h.Reader, h.Log, req, err)
+}
+
+// answer reads req (unless building it failed with err) and writes the
+// answer or the error.
+func answer(w http.ResponseWriter, r *http.Request, reader query.Reader, log *slog.Logger, req query.Request, err error) {
 	if err != nil {
-		WriteError(w, h.Log, err)
+		WriteError(w, log, err)
 		return
 	}
-	data, err := h.Reader.Read(r.Context(), req)
+	data, err := reader.Read(r.Context(), req)
 	if err != nil {
-		WriteError(w, h.Log, err)
+		WriteError(w, log, err)
 		return
 	}
 	WriteRaw(w, http.StatusOK, data)

@@ -3,7 +3,6 @@ package http_test
 import (
 	"context"
 	"encoding/json"
-	lbhttp "github.com/logbook/logbook/http"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	lbhttp "github.com/logbook/logbook/http"
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/events"
