@@ -145,7 +145,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	g.Add(func() error { return in.Callout(issuer, bus.ServerKicker{S: ns}).Serve(ctx, b.NC) }, func(error) { cancel() })
 	g.Add(func() error { return proj.Run(ctx, true) }, func(error) { cancel() })
 	g.Add(func() error {
-		return ServeHTTP(ctx, ln, log, true, in.Writes, reads, admin, in.WandB, in.Files, in.Artifacts, ops)
+		return ServeHTTP(ctx, ln, log, true, append(in.Routes(), reads, admin, ops)...)
 	}, func(error) { cancel() })
 	g.Add(func() error {
 		select {

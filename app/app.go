@@ -55,6 +55,11 @@ type Ingest struct {
 	Bus       *bus.Client
 }
 
+// Routes are the HTTP parts the write side serves.
+func (in *Ingest) Routes() []lbhttp.Routes {
+	return []lbhttp.Routes{in.Writes, in.WandB, in.Files, in.Artifacts}
+}
+
 // NewIngest builds the write side on b; reads of the W&B adapter go to r.
 func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	log := b.Log.With("component", "ingest")

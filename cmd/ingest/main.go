@@ -48,15 +48,12 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cli.Parse(fs, args, "LOGBOOK_"); err != nil {
 		return err
 	}
-	if *uploadQuota <= 0 {
-		return cli.UsageError{Msg: fmt.Sprintf("-uploads.project-quota must be positive, not %d", *uploadQuota)}
+	if *uploadQuota <= 0 || *crashAfter <= 0 {
+		return cli.UsageError{Msg: fmt.Sprintf("-uploads.project-quota and -runs.crash-after must be positive, not %d and %s", *uploadQuota, *crashAfter)}
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
 		return err
-	}
-	if *crashAfter <= 0 {
-		return cli.UsageError{Msg: fmt.Sprintf("-runs.crash-after must be positive, not %s", *crashAfter)}
 	}
 	cfg := bus.DefaultConfig()
 	cfg.Replicas = *replicas
@@ -85,9 +82,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	var g run.Group
 	g.Add(func() error { return in.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.ServeCallout(ctx, natsAuth, *natsURL) }, func(error) { cancel() })
-	g.Add(func() error {
-		return app.ServeHTTP(ctx, ln, log, false, in.Writes, in.WandB, in.Files, in.Artifacts, ops)
-	}, func(error) { cancel() })
+	g.Add(func() error { return app.ServeHTTP(ctx, ln, log, false, append(in.Routes(), ops)...) }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-in.Service.Ready():
