@@ -222,9 +222,12 @@ func replyAttack(t *testing.T, account string) (findings []string) {
 		}
 		attempts++
 	}
-	last := -1
-	for {
-		time.Sleep(300 * time.Millisecond)
+	// Quiet means no new traffic for three samples in a row (1.5 s): a
+	// loaded machine (the race detector, other tests) can pause the server
+	// longer than one sample, which ended the control run early once.
+	last, quiet := -1, 0
+	for quiet < 3 {
+		time.Sleep(500 * time.Millisecond)
 		mu.Lock()
 		n := 0
 		for _, c := range seen {
@@ -232,7 +235,9 @@ func replyAttack(t *testing.T, account string) (findings []string) {
 		}
 		mu.Unlock()
 		if n == last {
-			break
+			quiet++
+		} else {
+			quiet = 0
 		}
 		last = n
 	}

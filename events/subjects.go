@@ -45,9 +45,6 @@ func projectToken(project string) string {
 // allowed) are their own token: the subjects of old events stay valid. The
 // name itself is kept unchanged in the event's payload and envelope.
 func SubjectToken(name string) string {
-	if name == "*" {
-		return name // the wildcard of subject filters; no name is "*"
-	}
 	for i := 0; i < len(name); i++ {
 		if !plainToken(name[i]) {
 			return escapeToken(name)
@@ -161,6 +158,10 @@ func (s Subjects) AllEvents() string { return s.Prefix + ".ev.>" }
 func (s Subjects) Rejection(entity, project string) string {
 	return fmt.Sprintf("%s.rej.%s.%s", s.Prefix, SubjectToken(entity), projectToken(project))
 }
+
+// EntityRejections matches the rejections of entity-level proposals
+// (users, keys, teams) of every entity.
+func (s Subjects) EntityRejections() string { return s.Prefix + ".rej.*." + EntityToken }
 
 // AllRejections matches every rejection.
 func (s Subjects) AllRejections() string { return s.Prefix + ".rej.>" }

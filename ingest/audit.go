@@ -88,8 +88,12 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects
 // (someone else's keys, a team). entity "*" reads every entity's. Key
 // hashes are left out of the details.
 func ReadEntityAudit(ctx context.Context, js jetstream.JetStream, subj events.Subjects, entity string) ([]AuditEntry, error) {
+	evFilter, rejFilter := subj.Aggregate(entity, ""), subj.Rejection(entity, "")
+	if entity == "*" {
+		evFilter, rejFilter = subj.EntityEvents(), subj.EntityRejections()
+	}
 	var out []AuditEntry
-	err := readAll(ctx, js, bus.EventsStream, []string{subj.Aggregate(entity, "")}, func(m bus.Entry) error {
+	err := readAll(ctx, js, bus.EventsStream, []string{evFilter}, func(m bus.Entry) error {
 		e, err := events.Decode(m.Data)
 		if err != nil {
 			out = append(out, unreadableEntry(m, err))
@@ -102,7 +106,7 @@ func ReadEntityAudit(ctx context.Context, js jetstream.JetStream, subj events.Su
 	if err != nil {
 		return nil, err
 	}
-	err = readAll(ctx, js, bus.RejectionsStream, []string{subj.Rejection(entity, "")}, func(m bus.Entry) error {
+	err = readAll(ctx, js, bus.RejectionsStream, []string{rejFilter}, func(m bus.Entry) error {
 		if en, ok := rejectionEntry(m); ok {
 			out = append(out, en)
 		}

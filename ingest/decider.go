@@ -486,11 +486,6 @@ func (d *Decider) tailEntities(ctx context.Context) error {
 	return err
 }
 
-type pendingAsync struct {
-	msg    bus.Msg
-	events []events.Event
-}
-
 // decideBatch decides a batch of proposals in order. Metric batches are
 // appended asynchronously and awaited together; any other event is appended
 // synchronously with an optimistic-concurrency check on its project, after

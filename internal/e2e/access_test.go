@@ -37,8 +37,6 @@ type accessWorld struct {
 	runID  string            // owner's run in acme/proj
 }
 
-func (w *accessWorld) w(user string) api { return api{nil, w.sys.WriteURL, w.keys[user]} }
-
 func newAccessWorld(t *testing.T, sys system) *accessWorld {
 	t.Helper()
 	w := &accessWorld{sys: sys, keys: map[string]string{"admin": adminKey, "site-admin": adminKey}, issued: []string{adminKey}}
