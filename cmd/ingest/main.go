@@ -35,7 +35,7 @@ func main() {
 }
 
 func runMain(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := cli.NewFlagSet("ingest", stderr)
+	fs := cli.ServerFlagSet("ingest", stderr)
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	httpAddr := fs.String("http.addr", "127.0.0.1:8081", "HTTP address of the write API and the W&B endpoints")
 	replicas := fs.Int("nats.replicas", 1, "stream replicas (3 in a JetStream cluster)")

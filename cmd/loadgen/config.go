@@ -46,7 +46,7 @@ func (c config) logger(w io.Writer) *slog.Logger {
 
 // parseConfig reads and checks the flags.
 func parseConfig(args []string, stderr io.Writer) (config, error) {
-	fs := cli.NewFlagSet("loadgen", stderr)
+	fs := cli.ServerFlagSet("loadgen", stderr)
 	var c config
 	modes := fs.String("mode", "client,rebuild", "comma-separated modes: client, filestream, rebuild")
 	fs.StringVar(&c.url, "url", "", "Logbook to load (default: start an all-in-one in this process)")

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +106,11 @@ func (r *report) header() {
 	if c.rate > 0 {
 		rate = fmt.Sprintf("%g rows/s each", c.rate)
 	}
-	r.printf("loadgen: %d CPUs, %s; %s\n", runtime.NumCPU(), runtime.Version(), where)
+	limit := "no memory limit"
+	if n := debug.SetMemoryLimit(-1); n < math.MaxInt64 {
+		limit = fmt.Sprintf("memory limit %d MiB (-memory.limit)", n>>20)
+	}
+	r.printf("loadgen: %d CPUs, %s, %s; %s\n", runtime.NumCPU(), runtime.Version(), limit, where)
 	r.printf("  load: %d jobs x rows of %d metrics, %s, batches of %d rows (flush %v), %v per mode\n",
 		c.jobs, c.metrics, rate, c.batch, c.flush, c.duration)
 }

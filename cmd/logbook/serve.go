@@ -24,6 +24,7 @@ func serveFlags(fs *flag.FlagSet) cli.Action {
 	keyRate := fs.Float64("http.key-rate", lbhttp.DefaultKeyRate, "requests per second allowed per API key, on average (429 rate_limited beyond)")
 	keyBurst := fs.Int("http.key-burst", lbhttp.DefaultKeyBurst, "burst of requests allowed per API key")
 	uploadQuota := fs.Int64("uploads.project-quota", wandb.DefaultProjectQuota, "bytes of W&B run files a project may store (413 upload_quota_exceeded beyond)")
+	cli.AddMemoryLimit(fs)
 	return func(ctx context.Context, e *cli.Env, _ []string) error {
 		if *crashAfter <= 0 {
 			return cli.UsageError{Msg: fmt.Sprintf("-runs.crash-after must be positive, not %s", *crashAfter)}

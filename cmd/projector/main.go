@@ -43,7 +43,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(args) > 0 && (args[0] == "digest" || args[0] == "rebuild" || args[0] == "status") {
 		return admin(ctx, args[0], args[1:], stdout, stderr)
 	}
-	fs := cli.NewFlagSet("projector", stderr)
+	fs := cli.ServerFlagSet("projector", stderr)
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	dataDir := fs.String("data.dir", "./logbook-readmodel", "directory of this replica's Badger read model")
 	replicas := fs.Int("nats.replicas", 1, "stream replicas (3 in a JetStream cluster)")

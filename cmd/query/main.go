@@ -31,7 +31,7 @@ func main() {
 }
 
 func runMain(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := cli.NewFlagSet("query", stderr)
+	fs := cli.ServerFlagSet("query", stderr)
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	httpAddr := fs.String("http.addr", "127.0.0.1:8082", "HTTP address of the read API")
 	prefix := fs.String("nats.prefix", bus.DefaultConfig().Subjects.Prefix, "subject prefix")

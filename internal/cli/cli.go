@@ -39,7 +39,10 @@ func Parse(fs *flag.FlagSet, args []string, prefix string) error {
 		}
 		return UsageError{err.Error()}
 	}
-	return fromEnv(fs, prefix)
+	if err := fromEnv(fs, prefix); err != nil {
+		return err
+	}
+	return applyMemoryLimit(fs)
 }
 
 func fromEnv(fs *flag.FlagSet, prefix string) error {
