@@ -1,7 +1,7 @@
 package cli
 
 import (
-		"io"
+	"io"
 	"math"
 	"os"
 	"runtime/debug"
