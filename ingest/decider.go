@@ -70,6 +70,14 @@ type Decider struct {
 	// bulkRest is what is left of the bulk batch being decided in slices
 	// (decideBulk); drainBulk decides it before any later batch.
 	bulkRest []inbound
+	// bulkLane, lastBulk and decidedBulk serve fillBulkGap (only the
+	// deciding loop uses them).
+	bulkLane    jetstream.Stream
+	lastBulk    uint64 // the highest bulk stream sequence received
+	decidedBulk recentSeqs
+	// lostOnTheWay, set by tests, drops the fetched proposals it returns
+	// true for, as a fetch that expires while they are on their way does.
+	lostOnTheWay func(jetstream.Msg) bool
 
 	// Seed, when set, is the first site admin, created if the log has no
 	// users yet. SeedCreated reports whether this decider created it.
@@ -335,6 +343,9 @@ func (d *Decider) lane(ctx context.Context, stream string, cons jetstream.Consum
 		}
 		batch := make([]inbound, 0, len(msgs))
 		for _, m := range msgs {
+			if d.lostOnTheWay != nil && d.lostOnTheWay(m) {
+				continue
+			}
 			batch = append(batch, m)
 			sizer.See(len(m.Data()))
 		}
@@ -497,6 +508,7 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 	decoded := make([]decodedProposal, len(batch))
 	par.Do(len(batch), func(i int) { decoded[i].p, decoded[i].err = d.proposal(batch[i]) })
 	for i := range batch {
+		d.noteDecided(batch[i])
 		p, err := decoded[i].p, decoded[i].err
 		if err == nil {
 			if r := d.precheck(ctx, p); r != nil {
@@ -509,6 +521,9 @@ func (d *Decider) decideBatch(ctx context.Context, batch []inbound) error {
 		case err != nil:
 			d.recordRejection(ctx, p, &policy.Rejection{Code: policy.CodeInvalid, Message: err.Error()})
 		case p.Type == events.MetricsLogged:
+			if err := d.fillBulkGap(ctx, batch[i], pend); err != nil {
+				return err
+			}
 			if err := d.decideMetrics(ctx, batch[i], p, pend); err != nil {
 				return err
 			}
@@ -845,6 +860,9 @@ func (d *Decider) takeOver(ctx context.Context, name string, cons jetstream.Cons
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("decider consumer: %w", err)
+	}
+	if name == bus.BulkStream {
+		d.lastBulk = info.Delivered.Stream // see fillBulkGap
 	}
 	if info.NumAckPending == 0 {
 		return nil

@@ -47,7 +47,7 @@ func mustEnv(t *testing.T, cfg bus.Config) *env {
 
 // decider starts a decider on its own connection; stop ends it (like a
 // crash: nothing is flushed or acknowledged on the way out).
-func (e *env) decider(seed bool) (d *Decider, stop func()) {
+func (e *env) decider(seed bool, configure ...func(*Decider)) (d *Decider, stop func()) {
 	e.t.Helper()
 	nc, js, err := bus.Connect(e.url, "decider")
 	if err != nil {
@@ -56,6 +56,9 @@ func (e *env) decider(seed bool) (d *Decider, stop func()) {
 	d = NewDecider(nc, js, e.cfg.Subjects, slog.New(slog.DiscardHandler))
 	if seed {
 		d.Seed = &Seed{Username: "admin", KeyHash: policy.HashKey("admin-key")}
+	}
+	for _, c := range configure {
+		c(d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logbook/logbook/bus"
 	"github.com/logbook/logbook/errs"
@@ -130,4 +133,59 @@ func withType(p events.Event) events.Event {
 	p.Type = p.Payload.EventType()
 	p.Version = events.CurrentVersion(p.Type)
 	return p
+}
+
+// TestBatchDeliveredOutOfOrder: a run's first batch is delivered to the
+// decider's pull but never reaches it (as when a fetch expires while the
+// batch is on its way: JetStream then redelivers it only after the 30 s ack
+// wait), and the run's second batch reaches the decider first. The decider
+// decides the first batch from the stream before the second, so no row is
+// dropped as already logged (before this, the first batch's 500 rows were
+// lost when it came back).
+func TestBatchDeliveredOutOfOrder(t *testing.T) {
+	e := mustEnv(t, bus.DefaultConfig())
+	var dropped atomic.Int32
+	e.decider(true, func(d *Decider) {
+		d.lostOnTheWay = func(m jetstream.Msg) bool {
+			md, err := m.Metadata()
+			return err == nil && md.Stream == bus.BulkStream && md.NumDelivered == 1 && dropped.CompareAndSwap(0, 1)
+		}
+	})
+	e.setup()
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: "r"}})
+	e.drained()
+	_, evs := e.log()
+	run := evs[len(evs)-1].Run
+
+	ctx := context.Background()
+	pr := NewProposer(e.nc, e.js, e.cfg.Subjects)
+	for _, from := range []int64{0, 500} {
+		if _, err := pr.Propose(ctx, batchOf(run, from, 500), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second) // less than the ack wait
+	for {
+		st, _ := e.js.Stream(ctx, bus.BulkStream)
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bulk lane not drained within 20s (%d dropped on the way): the dropped batch waits for its redelivery", dropped.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dropped.Load() != 1 {
+		t.Fatal("no batch was dropped on its way: the test tested nothing")
+	}
+	st, evs := e.log()
+	logged := 0
+	for _, ev := range evs {
+		logged += points(ev)
+	}
+	p, _ := st.Project("alice", "p")
+	if r := p.Runs[run]; logged != 1000*40 || r == nil || r.LastStep != 999 {
+		t.Fatalf("%d points logged (want %d), run %+v (want last step 999)", logged, 1000*40, p.Runs[run])
+	}
 }
