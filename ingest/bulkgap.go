@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -116,3 +117,25 @@ func (r *recentSeqs) add(seq uint64) {
 }
 
 func (r *recentSeqs) has(seq uint64) bool { return r.set[seq] }
+
+// drainBulkStored is drainBulk while the decider takes over what a crashed
+// one left, before its lanes run: the batches of the run (filter) stored
+// before at are read from the stream, decided and removed, oldest first.
+func (d *Decider) drainBulkStored(ctx context.Context, stream jetstream.Stream, filter string, at time.Time) error {
+	for from := uint64(1); ; {
+		raw, err := stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("bulk lane: %w", err)
+		}
+		if !raw.Time.Before(at) {
+			return nil
+		}
+		from = raw.Sequence + 1
+		if err := d.decideTakenOver(ctx, stream, []inbound{stored{raw}}); err != nil {
+			return err
+		}
+	}
+}

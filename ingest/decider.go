@@ -433,14 +433,14 @@ func (d *Decider) drainBulk(ctx context.Context, p events.Event, at time.Time) e
 	case run == "" || p.Type == events.RunStarted || events.ValidateRunID(run) != nil:
 		return nil // no batch of its run can be waiting
 	}
-	if d.bulk == nil {
-		return nil
-	}
-	stream, err := d.js.Stream(ctx, bus.BulkStream)
+	stream, err := d.bulkStream(ctx)
 	if err != nil {
-		return fmt.Errorf("bulk lane: %w", err)
+		return err
 	}
 	filter := d.subj.BulkOfRun(p.Entity, p.Project, run)
+	if d.bulk == nil {
+		return d.drainBulkStored(ctx, stream, filter, at)
+	}
 	if rest := d.bulkRest; len(rest) > 0 {
 		d.bulkRest = nil
 		if err := d.decideKept(ctx, rest); err != nil {

@@ -189,3 +189,72 @@ func TestBatchDeliveredOutOfOrder(t *testing.T) {
 		t.Fatalf("%d points logged (want %d), run %+v (want last step 999)", logged, 1000*40, p.Runs[run])
 	}
 }
+
+// TestTakenOverFinishAfterBatches: ingest dies holding a run's finish (the
+// finish was delivered, never acknowledged) while the run's last batches
+// wait, undelivered, in the bulk lane. The next decider takes the finish
+// over before its lanes start; it still decides the run's batches first, so
+// none is refused as logged after the finish.
+func TestTakenOverFinishAfterBatches(t *testing.T) {
+	e := mustEnv(t, bus.DefaultConfig())
+	_, stop := e.decider(true)
+	e.setup()
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: "r"}})
+	e.drained()
+	_, evs := e.log()
+	run := evs[len(evs)-1].Run
+	stop()
+
+	ctx := context.Background()
+	pr := NewProposer(e.nc, e.js, e.cfg.Subjects)
+	for _, from := range []int64{0, 500} {
+		if _, err := pr.Propose(ctx, batchOf(run, from, 500), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Run: run, Payload: events.RunFinishedV1{State: events.StateFinished}})
+	// The dead decider's delivery: fetched, never acknowledged.
+	cons, err := e.js.Consumer(ctx, bus.InboxStream, bus.DeciderConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range got.Messages() {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("took %d proposals, want the finish", n)
+	}
+
+	e.decider(false)
+	e.drained()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, _ := e.js.Stream(ctx, bus.BulkStream)
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bulk lane not drained within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, evs := e.log()
+	logged, finished, after := 0, false, 0
+	for _, ev := range evs {
+		logged += points(ev)
+		if finished && ev.Type == events.MetricsLogged {
+			after++
+		}
+		finished = finished || ev.Type == events.RunFinished
+	}
+	p, _ := st.Project("alice", "p")
+	if logged != 1000*40 || after != 0 || !finished || p.Runs[run].State != events.StateFinished {
+		t.Fatalf("%d points logged (want %d), %d batches after the finish, finished %v, run %+v", logged, 1000*40, after, finished, p.Runs[run])
+	}
+}
