@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -55,6 +56,11 @@ func (in *Ingest) Callout(issuer nkeys.KeyPair, kicker bus.Kicker) *bus.Callout 
 		Subjects: in.Bus.Subject,
 		Kicker:   kicker,
 		Log:      in.Bus.Log.With("component", "nats-auth"),
+		// Clients publishing over NATS share the per-key limit's rate,
+		// one budget per user (the gateway knows the user, not the key).
+		Allow: func(user string) (bool, time.Duration) {
+			return in.Writes.Limits.Allow("nats-user:"+user, time.Now())
+		},
 		Authenticate: func(hash string) (string, bool, error) {
 			select {
 			case <-in.Service.Ready():

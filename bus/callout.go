@@ -114,7 +114,9 @@ type Callout struct {
 	// TTL bounds a connection's authorization (default 1h): the client
 	// reconnects, and the key is checked again.
 	TTL time.Duration
-	Log *slog.Logger
+	// Allow, when set, rate-limits each user's proposals (Gateway.Allow).
+	Allow func(user string) (ok bool, retryAfter time.Duration)
+	Log   *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[session]sessionInfo
@@ -176,7 +178,7 @@ func (c *Callout) Serve(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	gw := &Gateway{NC: nc, JS: js, Subjects: c.Subjects, Log: c.Log.With("component", "nats-gateway")}
+	gw := &Gateway{NC: nc, JS: js, Subjects: c.Subjects, Allow: c.Allow, Log: c.Log.With("component", "nats-gateway")}
 	gwDone := make(chan error, 1)
 	gctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-gwDone }()

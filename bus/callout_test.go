@@ -56,6 +56,13 @@ func mustServerConn(t *testing.T) (url string, k *keys, nc *nats.Conn) {
 // account (its default if "").
 func mustServerIn(t *testing.T, account string) (url string, k *keys, nc *nats.Conn) {
 	t.Helper()
+	return mustServerWith(t, account, nil)
+}
+
+// mustServerWith is mustServerIn with configure applied to the callout
+// before it serves.
+func mustServerWith(t *testing.T, account string, configure func(*bus.Callout)) (url string, k *keys, nc *nats.Conn) {
+	t.Helper()
 	issuer, err := bus.GenerateIssuer()
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +84,9 @@ func mustServerIn(t *testing.T, account string) (url string, k *keys, nc *nats.C
 	k = &keys{m: map[string]string{policy.HashKey(keyAlice): "alice", policy.HashKey(keyBob): "bob"}}
 	c := &bus.Callout{Issuer: issuer, Account: account, Subjects: events.Subjects{Prefix: "lb"}, Authenticate: k.auth,
 		Kicker: bus.ServerKicker{S: s}}
+	if configure != nil {
+		configure(c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Serve(ctx, nc) }()

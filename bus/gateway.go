@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -61,6 +62,10 @@ type Gateway struct {
 	// Timeout bounds one store in the inbox (default 10s); the client is
 	// not answered then, and retries.
 	Timeout time.Duration
+	// Allow, when set, rate-limits each user's proposals (the HTTP edge's
+	// per-key limit, for clients that publish over NATS): a refused one is
+	// answered with a JetStream API error of code 429 and not stored.
+	Allow func(user string) (ok bool, retryAfter time.Duration)
 
 	stored, refused atomic.Int64
 }
@@ -124,6 +129,13 @@ func (g *Gateway) handle(ctx context.Context, m *nats.Msg) {
 			"subject", m.Subject, "account", ci.Account, "user", ci.User)
 		return
 	}
+	if g.Allow != nil {
+		if ok, wait := g.Allow(user); !ok {
+			g.refused.Add(1)
+			g.answer(m, rateLimited(user, wait))
+			return
+		}
+	}
 	out := &nats.Msg{Subject: subject, Data: m.Data, Header: nats.Header{}}
 	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
 		out.Header.Set(jetstream.MsgIDHeader, user+":"+id)
@@ -143,9 +155,24 @@ func (g *Gateway) handle(ctx context.Context, m *nats.Msg) {
 		g.Log.Warn("store a client proposal", "subject", subject, "err", err)
 		return // no answer: the client's publish times out and it retries
 	}
+	g.answer(m, answer)
+}
+
+// answer answers a client's proposal, if its reply subject is a private
+// _R_ mapping (see the package comment above).
+func (g *Gateway) answer(m *nats.Msg, answer []byte) {
 	if strings.HasPrefix(m.Reply, "_R_.") {
 		if err := m.Respond(answer); err != nil {
 			g.Log.Debug("answer a client proposal", "err", err)
 		}
 	}
+}
+
+// rateLimited is the answer to a proposal over a user's rate limit, in
+// the shape of a JetStream publish error (nats.go returns it as an
+// *jetstream.APIError with Code 429).
+func rateLimited(user string, wait time.Duration) []byte {
+	b, _ := json.Marshal(map[string]any{"error": jetstream.APIError{Code: 429,
+		Description: fmt.Sprintf("rate limited: user %q sends proposals faster than allowed; retry in %s", user, wait.Round(time.Millisecond))}})
+	return b
 }

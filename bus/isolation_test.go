@@ -434,3 +434,61 @@ func TestGatewayKeepsTheDeciderFetching(t *testing.T) {
 		t.Errorf("the decider's consumer got %q with errors %v; want all four proposals", got, errs)
 	}
 }
+
+// TestGatewayRateLimitsUsers: a client publishing proposals over NATS
+// faster than its user's limit gets a 429 JetStream error for each one
+// over it, which is not stored; other users are not affected.
+func TestGatewayRateLimitsUsers(t *testing.T) {
+	var mu sync.Mutex
+	used := map[string]int{}
+	url, _, nc := mustServerWith(t, "", func(c *bus.Callout) {
+		c.Allow = func(user string) (bool, time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			used[user]++
+			return used[user] <= 3, 1500 * time.Millisecond
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureTopology(ctx, js, bus.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(key, user string, n int) (stored int, limited []error) {
+		c, err := nats.Connect(url, nats.Token(key), nats.CustomInboxPrefix(bus.InboxPrefix(user)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cjs, err := jetstream.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			_, err := cjs.Publish(ctx, "lb.in."+user+"."+user+"._.key_created", []byte("{}"))
+			var apiErr *jetstream.APIError
+			switch {
+			case err == nil:
+				stored++
+			case errors.As(err, &apiErr) && apiErr.Code == 429 && strings.Contains(apiErr.Description, "retry in 1.5s"):
+				limited = append(limited, err)
+			default:
+				t.Fatalf("publish %d as %s: %v", i, user, err)
+			}
+		}
+		return stored, limited
+	}
+	if stored, limited := publish(keyAlice, "alice", 5); stored != 3 || len(limited) != 2 {
+		t.Fatalf("alice: %d stored, %d limited (%v); want 3 and 2", stored, len(limited), limited)
+	}
+	if stored, limited := publish(keyBob, "bob", 2); stored != 2 || len(limited) != 0 {
+		t.Fatalf("bob: %d stored, %d limited (%v); want 2 and 0", stored, len(limited), limited)
+	}
+	if got := streamInfo(t, js, bus.InboxStream); got.msgs != 5 {
+		t.Fatalf("the inbox holds %d proposals, want 5 (3 of alice's, 2 of bob's)", got.msgs)
+	}
+}

@@ -533,6 +533,34 @@ func TestRateLimits(t *testing.T) {
 	if st := admin.do("POST", "/api/v1/projects", body, &e); st != 413 || e.Error.Code != "too_large" {
 		t.Errorf("5 MiB body: %d %+v", st, e)
 	}
+
+	// A client publishing proposals over NATS has the same rate, one
+	// budget per user: past the burst, JetStream errors of code 429.
+	nc, err := nats.Connect(sys.NATSURL, nats.Token(adminKey), nats.CustomInboxPrefix(bus.InboxPrefix("admin")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	njs, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, limitedN := 0, 0
+	for i := 0; i < 20; i++ {
+		_, err := njs.Publish(context.Background(), "lb.in.admin.admin._.project_created", []byte("{}"))
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			stored++
+		case errors.As(err, &apiErr) && apiErr.Code == 429:
+			limitedN++
+		default:
+			t.Fatalf("publish over NATS: %v", err)
+		}
+	}
+	if stored < 5 || limitedN == 0 || stored+limitedN != 20 {
+		t.Errorf("20 proposals over NATS with a 1/s, burst 5 limit: %d stored, %d refused with 429", stored, limitedN)
+	}
 }
 
 func ingestValidate(k string) error { return ingest.ValidateAPIKey(k) }
