@@ -87,6 +87,26 @@ func BenchmarkFoldMetrics(b *testing.B) {
 		f.add(evs...)
 	}
 	reportPoints(b, base)
+	b.ReportMetric(float64(historyBytes(b, f.s))/float64(step*benchMetrics), "chunk-B/pt")
+}
+
+// historyBytes sums the sizes of the history chunks' values.
+func historyBytes(b *testing.B, s *projections.Store) int64 {
+	var n int64
+	err := s.DB().View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte("hist/")
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n += it.Item().ValueSize()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // BenchmarkReplayMetrics: Store.Follow of encoded events (decode + fold),

@@ -5,125 +5,12 @@ import (
 	"errors"
 	"io"
 	"math"
-	"sort"
 	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/logbook/logbook/events"
 )
-
-// History chunks. A metric's history is stored in chunks of up to
-// ChunkPoints points, keyed by the step of their first point. The fold fills
-// the last chunk before it starts a new one, whatever the batch sizes, so
-// every chunk but the last holds exactly ChunkPoints points and the layout
-// depends only on the points (a replay writes the same keys).
-//
-// A chunk is
-//
-//	n        uint32           number of points
-//	blocks   ceil(n/64) x     min and max (float64 each, NaN ignored) of
-//	                          each run of BlockPoints points
-//	points   n x 24 bytes     step int64, time float64, value float64
-//
-// all big endian. Block summaries let a downsample take the min and max of
-// whole blocks without visiting their points.
-const (
-	ChunkPoints = 1024
-	BlockPoints = 64
-	pointSize   = 24
-)
-
-// chunk is a decoded view of an encoded chunk (no copy).
-type chunk struct {
-	n      int
-	blocks []byte
-	pts    []byte
-}
-
-func parseChunk(b []byte) (chunk, error) {
-	if len(b) < 4 {
-		return chunk{}, errors.New("history chunk too short")
-	}
-	n := int(binary.BigEndian.Uint32(b))
-	nb := (n + BlockPoints - 1) / BlockPoints
-	if len(b) != 4+16*nb+pointSize*n {
-		return chunk{}, errors.New("history chunk has the wrong length")
-	}
-	return chunk{n: n, blocks: b[4 : 4+16*nb], pts: b[4+16*nb:]}, nil
-}
-
-func (c chunk) step(i int) int64 { return int64(binary.BigEndian.Uint64(c.pts[i*pointSize:])) }
-func (c chunk) time(i int) float64 {
-	return math.Float64frombits(binary.BigEndian.Uint64(c.pts[i*pointSize+8:]))
-}
-func (c chunk) value(i int) float64 {
-	return math.Float64frombits(binary.BigEndian.Uint64(c.pts[i*pointSize+16:]))
-}
-func (c chunk) point(i int) Point {
-	return Point{Step: c.step(i), Time: c.time(i), Value: events.Value(c.value(i))}
-}
-func (c chunk) blockMinMax(b int) (float64, float64) {
-	return math.Float64frombits(binary.BigEndian.Uint64(c.blocks[b*16:])),
-		math.Float64frombits(binary.BigEndian.Uint64(c.blocks[b*16+8:]))
-}
-
-// search returns the first index in [lo, hi) whose step is >= step.
-func (c chunk) search(lo, hi int, step int64) int {
-	return lo + sort.Search(hi-lo, func(i int) bool { return c.step(lo+i) >= step })
-}
-
-// encodeChunk encodes points (steps increasing) as a chunk.
-func encodeChunk(pts []Point) []byte {
-	n := len(pts)
-	nb := (n + BlockPoints - 1) / BlockPoints
-	b := make([]byte, 4+16*nb, 4+16*nb+pointSize*n)
-	binary.BigEndian.PutUint32(b, uint32(n))
-	for blk := 0; blk < nb; blk++ {
-		lo, hi := math.NaN(), math.NaN()
-		for _, p := range pts[blk*BlockPoints : min(n, (blk+1)*BlockPoints)] {
-			lo, hi = minMax(lo, hi, float64(p.Value))
-		}
-		binary.BigEndian.PutUint64(b[4+blk*16:], math.Float64bits(lo))
-		binary.BigEndian.PutUint64(b[4+blk*16+8:], math.Float64bits(hi))
-	}
-	for _, p := range pts {
-		b = binary.BigEndian.AppendUint64(b, uint64(p.Step))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(p.Time))
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(p.Value)))
-	}
-	return b
-}
-
-// minMax folds v into a running min and max that ignore NaN (NaN until a
-// number is seen).
-func minMax(lo, hi, v float64) (float64, float64) {
-	if math.IsNaN(v) {
-		return lo, hi
-	}
-	if math.IsNaN(lo) || v < lo {
-		lo = v
-	}
-	if math.IsNaN(hi) || v > hi {
-		hi = v
-	}
-	return lo, hi
-}
-
-// decodeChunk calls fn for each point of an encoded chunk from the first
-// with a step >= from, until fn returns false.
-func decodeChunk(b []byte, from int64, fn func(Point) bool) (bool, error) {
-	c, err := parseChunk(b)
-	if err != nil {
-		return false, err
-	}
-	for i := c.search(0, c.n, from); i < c.n; i++ {
-		if !fn(c.point(i)) {
-			return false, nil
-		}
-	}
-	return true, nil
-}
 
 // appendHistory adds points (steps increasing, after every stored step) to a
 // metric's history: first filling the metric's last chunk, then in new
@@ -136,20 +23,30 @@ func (f *fold) appendHistory(prefix []byte, m *MetricSummary, pts []Point) error
 		if err != nil {
 			return err
 		}
-		var old []Point
+		var enc chunkEncoder
+		var take int
 		err = item.Value(func(v []byte) error {
-			_, err := decodeChunk(v, math.MinInt64, func(p Point) bool { old = append(old, p); return true })
-			return err
+			var c chunk
+			if err := c.parse(v); err != nil {
+				return err
+			}
+			// Points past the run document's count were written by an
+			// overflow commit whose event is being folded again (see
+			// maxCachedDocs): the chunk is rebuilt from the counted ones.
+			// Its whole blocks are kept as they are; the points of a
+			// partial last block are encoded again with the new ones.
+			tail, err := enc.extend(&c, open, make([]Point, 0, BlockPoints+len(pts)))
+			if err != nil {
+				return err
+			}
+			take = min(ChunkPoints-enc.n-len(tail), len(pts))
+			enc.add(append(tail, pts[:take]...))
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		// Points past the run document's count were written by an
-		// overflow commit whose event is being folded again (see
-		// maxCachedDocs): the chunk is rebuilt from the counted ones.
-		old = old[:min(len(old), open)]
-		take := min(ChunkPoints-len(old), len(pts))
-		if err := f.set(key, encodeChunk(append(old, pts[:take]...))); err != nil {
+		if err := f.set(key, enc.bytes()); err != nil {
 			return err
 		}
 		m.Count += int64(take)
@@ -184,72 +81,126 @@ type Bucket struct {
 // buckets of equal width (the last may be narrower) and summarises each
 // (as W&B's charts do). maxStep < 0 means up to the last logged step;
 // minStep <= 0 starts at the first logged step. Empty buckets are left out.
-// Whole blocks of a chunk are summarised from the chunk's block summaries.
+// Blocks of a chunk that fall in one bucket are summarised from the
+// chunk's header, without decoding their points.
 func (s *Store) Downsample(entity, project, run, metric string, minStep, maxStep int64, n int) ([]Bucket, error) {
 	if n <= 0 {
 		return nil, errors.New("downsample needs at least one bucket")
 	}
 	prefix := histMetricPrefix(entity, project, run, metric)
-	out := []Bucket{}
+	d := downsampler{out: []Bucket{}, cur: Bucket{Start: -1}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		first, last, ok, err := stepBounds(txn, prefix)
 		if err != nil || !ok {
 			return err
 		}
-		lo, hi := max(minStep, first), last
+		d.lo, d.hi = max(minStep, first), last
 		if maxStep >= 0 {
-			hi = min(maxStep, last)
+			d.hi = min(maxStep, last)
 		}
-		if hi < lo {
+		if d.hi < d.lo {
 			return nil
 		}
-		width := (hi - lo + int64(n)) / int64(n) // ceil((hi-lo+1)/n)
-		cur := Bucket{Start: -1}
-		flush := func() {
-			if cur.Count > 0 {
-				out = append(out, cur)
-			}
+		d.width = (d.hi - d.lo + int64(n)) / int64(n) // ceil((hi-lo+1)/n)
+		if err := scanChunks(txn, prefix, d.lo, d.hi, d.chunk); err != nil {
+			return err
 		}
-		return scanChunks(txn, prefix, lo, hi, func(c chunk) {
-			i, end := c.search(0, c.n, lo), c.search(0, c.n, hi+1)
-			for i < end {
-				b := (c.step(i) - lo) / width
-				bStart := lo + b*width
-				bEnd := min(bStart+width-1, hi)
-				j := c.search(i, end, bEnd+1) // points [i, j) are in bucket b
-				if bStart != cur.Start {
-					flush()
-					cur = Bucket{Start: bStart, End: bEnd, Min: events.Value(math.NaN()), Max: events.Value(math.NaN())}
-				}
-				lo2, hi2 := c.rangeMinMax(i, j)
-				mn, mx := minMax(float64(cur.Min), float64(cur.Max), lo2)
-				mn, mx = minMax(mn, mx, hi2)
-				cur.Min, cur.Max = events.Value(mn), events.Value(mx)
-				cur.Count += int64(j - i)
-				cur.Step, cur.Time, cur.Last = c.step(j-1), c.time(j-1), events.Value(c.value(j-1))
-				i = j
-			}
-		}, flush)
+		d.flush()
+		return nil
 	})
-	return out, err
+	return d.out, err
 }
 
-// rangeMinMax returns the min and max (NaN ignored) of points [i, j),
-// using block summaries for whole blocks.
-func (c chunk) rangeMinMax(i, j int) (float64, float64) {
-	lo, hi := math.NaN(), math.NaN()
-	for i < j {
-		if i%BlockPoints == 0 && i+BlockPoints <= j {
-			bl, bh := c.blockMinMax(i / BlockPoints)
-			lo, hi = minMax(lo, hi, bl)
-			lo, hi = minMax(lo, hi, bh)
-			i += BlockPoints
+// downsampler builds the buckets of a Downsample, chunk after chunk.
+type downsampler struct {
+	lo, hi, width int64
+	cur           Bucket
+	out           []Bucket
+	pts           []Point // decoded block (reused)
+}
+
+func (d *downsampler) bucket(step int64) int64 { return (step - d.lo) / d.width }
+
+// enter makes the bucket of step the current one.
+func (d *downsampler) enter(step int64) {
+	start := d.lo + d.bucket(step)*d.width
+	if start != d.cur.Start {
+		d.flush()
+		nan := events.Value(math.NaN())
+		d.cur = Bucket{Start: start, End: min(start+d.width-1, d.hi), Min: nan, Max: nan}
+	}
+}
+
+func (d *downsampler) flush() {
+	if d.cur.Count > 0 {
+		d.out = append(d.out, d.cur)
+	}
+}
+
+// merge adds n points with the min and max lo, hi to the current bucket.
+func (d *downsampler) merge(lo, hi float64, n int) {
+	mn, mx := minMax(float64(d.cur.Min), float64(d.cur.Max), lo)
+	mn, mx = minMax(mn, mx, hi)
+	d.cur.Min, d.cur.Max = events.Value(mn), events.Value(mx)
+	d.cur.Count += int64(n)
+}
+
+func (d *downsampler) setLast(p Point) { d.cur.Step, d.cur.Time, d.cur.Last = p.Step, p.Time, p.Value }
+
+// chunk adds a chunk's points in [lo, hi].
+func (d *downsampler) chunk(c *chunk) error {
+	for i := 0; i < c.nb; i++ {
+		blk := &c.blocks[i]
+		if blk.last < d.lo || blk.first > d.hi {
 			continue
 		}
-		lo, hi = minMax(lo, hi, c.value(i))
-		i++
+		if blk.first >= d.lo && blk.last <= d.hi && d.bucket(blk.first) == d.bucket(blk.last) {
+			if err := d.wholeBlock(c, i); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		if d.pts, err = c.block(i, d.pts[:0]); err != nil {
+			return err
+		}
+		d.points(d.pts)
 	}
-	return lo, hi
+	return nil
+}
+
+// wholeBlock adds a block that lies in one bucket from its summary. Its
+// last point is decoded only when no later block of the chunk goes on with
+// the bucket (and so would replace it).
+func (d *downsampler) wholeBlock(c *chunk, i int) error {
+	blk := &c.blocks[i]
+	d.enter(blk.first)
+	d.merge(blk.min, blk.max, blk.n)
+	if i+1 < c.nb && c.blocks[i+1].first <= d.cur.End {
+		return nil
+	}
+	var err error
+	if d.pts, err = c.block(i, d.pts[:0]); err != nil {
+		return err
+	}
+	d.setLast(d.pts[len(d.pts)-1])
+	return nil
+}
+
+// points adds the points of pts (steps increasing) in [lo, hi].
+func (d *downsampler) points(pts []Point) {
+	pts = pts[searchPoints(pts, d.lo):searchPoints(pts, d.hi+1)]
+	for len(pts) > 0 {
+		d.enter(pts[0].Step)
+		j := searchPoints(pts, d.cur.End+1) // pts[:j] are in the bucket
+		lo, hi := math.NaN(), math.NaN()
+		for _, p := range pts[:j] {
+			lo, hi = minMax(lo, hi, float64(p.Value))
+		}
+		d.merge(lo, hi, j)
+		d.setLast(pts[j-1])
+		pts = pts[j:]
+	}
 }
 
 // stepBounds returns the first and last step of a metric's history.
@@ -273,42 +224,41 @@ func stepBounds(txn *badger.Txn, prefix []byte) (first, last int64, ok bool, err
 		return 0, 0, false, nil
 	}
 	err = rit.Item().Value(func(v []byte) error {
-		c, err := parseChunk(v)
-		if err != nil || c.n == 0 {
+		var c chunk
+		if err := c.parse(v); err != nil || c.n == 0 {
 			return err
 		}
-		last = c.step(c.n - 1)
+		last = c.blocks[c.nb-1].last
 		return nil
 	})
 	return first, last, true, err
 }
 
 // scanChunks calls fn for every chunk that may hold steps in [lo, hi], in
-// step order, then done. The chunk is only valid during the call.
-func scanChunks(txn *badger.Txn, prefix []byte, lo, hi int64, fn func(chunk), done func()) error {
+// step order, until fn returns an error. The chunk is only valid during the
+// call.
+func scanChunks(txn *badger.Txn, prefix []byte, lo, hi int64, fn func(*chunk) error) error {
 	start := chunkStart(txn, prefix, lo)
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix, opts.PrefetchValues = prefix, false
 	it := txn.NewIterator(opts)
 	defer it.Close()
+	var c chunk
 	for it.Seek(start); it.Valid(); it.Next() {
 		k := it.Item().Key()
 		if int64(binary.BigEndian.Uint64(k[len(k)-8:])) > hi {
 			break
 		}
 		err := it.Item().Value(func(v []byte) error {
-			c, err := parseChunk(v)
-			if err != nil {
+			if err := c.parse(v); err != nil {
 				return err
 			}
-			fn(c)
-			return nil
+			return fn(&c)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	done()
 	return nil
 }
 
@@ -399,7 +349,7 @@ func (s *Store) Export(entity, project, run string, o ExportOptions, w io.Writer
 			var t float64
 			for _, c := range curs {
 				if c.ok && c.step() == step {
-					t = c.c.time(c.i)
+					t = c.pts[c.i].Time
 					break
 				}
 			}
@@ -410,7 +360,7 @@ func (s *Store) Export(entity, project, run string, o ExportOptions, w io.Writer
 				for _, c := range curs {
 					buf = append(buf, ',')
 					if c.ok && c.step() == step {
-						buf = appendCSVValue(buf, c.c.value(c.i))
+						buf = appendCSVValue(buf, float64(c.pts[c.i].Value))
 						if err := c.next(); err != nil {
 							return err
 						}
@@ -430,7 +380,7 @@ func (s *Store) Export(entity, project, run string, o ExportOptions, w io.Writer
 						}
 						sep = true
 						buf = append(buf, names[i]...)
-						buf = appendJSONValue(buf, c.c.value(c.i))
+						buf = appendJSONValue(buf, float64(c.pts[c.i].Value))
 						if err := c.next(); err != nil {
 							return err
 						}
@@ -454,11 +404,12 @@ func (s *Store) Export(entity, project, run string, o ExportOptions, w io.Writer
 	return res, err
 }
 
-// metricCursor walks one metric's points in step order.
+// metricCursor walks one metric's points in step order, a decoded chunk
+// at a time.
 type metricCursor struct {
 	it  *badger.Iterator
-	buf []byte
 	c   chunk
+	pts []Point // the current chunk's points from the cursor's start on
 	i   int
 	ok  bool
 }
@@ -467,51 +418,45 @@ func newMetricCursor(txn *badger.Txn, prefix []byte, from int64) (*metricCursor,
 	start := chunkStart(txn, prefix, from)
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix, opts.PrefetchValues = prefix, false
-	mc := &metricCursor{it: txn.NewIterator(opts)}
+	mc := &metricCursor{it: txn.NewIterator(opts), pts: make([]Point, 0, ChunkPoints)}
 	mc.it.Seek(start)
-	if err := mc.load(); err != nil {
-		return mc, err
-	}
-	if mc.ok {
-		mc.i = mc.c.search(0, mc.c.n, from)
-		if mc.i >= mc.c.n {
-			mc.i--
-			return mc, mc.next()
-		}
-	}
-	return mc, nil
+	return mc, mc.load(from)
 }
 
-// load reads the chunk under the iterator.
-func (m *metricCursor) load() error {
-	for m.it.Valid() {
-		var err error
-		if m.buf, err = m.it.Item().ValueCopy(m.buf[:0]); err != nil {
+// load decodes the points with steps >= from of the first chunk under the
+// iterator that has some.
+func (m *metricCursor) load(from int64) error {
+	for ; m.it.Valid(); m.it.Next() {
+		err := m.it.Item().Value(func(v []byte) error {
+			if err := m.c.parse(v); err != nil {
+				return err
+			}
+			var err error
+			m.pts, err = m.c.points(from, m.pts[:0])
 			return err
-		}
-		if m.c, err = parseChunk(m.buf); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		m.i = 0
-		if m.c.n > 0 {
+		if len(m.pts) > 0 {
 			m.ok = true
 			return nil
 		}
-		m.it.Next()
 	}
 	m.ok = false
 	return nil
 }
 
-func (m *metricCursor) step() int64 { return m.c.step(m.i) }
+func (m *metricCursor) step() int64 { return m.pts[m.i].Step }
 
 func (m *metricCursor) next() error {
 	m.i++
-	if m.i < m.c.n {
+	if m.i < len(m.pts) {
 		return nil
 	}
 	m.it.Next()
-	return m.load()
+	return m.load(math.MinInt64)
 }
 
 // appendTime writes Unix seconds with up to six decimals (microseconds).

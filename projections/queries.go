@@ -168,6 +168,8 @@ func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Poi
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
 		start := chunkStart(txn, prefix, q.MinStep)
+		var c chunk
+		var pts []Point
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(start); it.Valid(); it.Next() {
@@ -175,20 +177,27 @@ func (s *Store) History(entity, project, run string, q HistoryRange, fn func(Poi
 			if first := int64(binary.BigEndian.Uint64(k[len(k)-8:])); first > maxStep {
 				break
 			}
-			stop := false
 			err := it.Item().Value(func(v []byte) error {
-				_, err := decodeChunk(v, q.MinStep, func(p Point) bool {
-					if p.Step > maxStep || (q.Limit > 0 && n >= q.Limit) || !fn(p) {
-						stop = true
-						return false
-					}
-					n++
-					return true
-				})
+				if err := c.parse(v); err != nil {
+					return err
+				}
+				var err error
+				pts, err = c.points(q.MinStep, pts[:0])
 				return err
 			})
-			if err != nil || stop {
+			if err != nil {
 				return err
+			}
+			stop := false
+			for _, p := range pts {
+				if p.Step > maxStep || (q.Limit > 0 && n >= q.Limit) || !fn(p) {
+					stop = true
+					break
+				}
+				n++
+			}
+			if stop {
+				return nil
 			}
 		}
 		return nil

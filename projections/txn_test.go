@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,12 +12,14 @@ import (
 )
 
 // bigLog is a user, a project, a run and batches metric events each larger
-// than Badger's transaction limit with 16 MiB memtables (2.4 MiB: 150
-// metrics x 1,000 rows x 24 bytes a point is 3.6 MB of chunks).
+// than Badger's transaction limit with 8 MiB memtables (1.2 MiB: 150
+// metrics x 1,000 rows of random values, about 9.5 bytes a point in
+// chunks, is 1.4 MB).
 func bigLog(t *testing.T, batches int) []RawRecord {
 	t.Helper()
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	var log []RawRecord
+	rng := rand.New(rand.NewPCG(13, 13))
 	add := func(e events.Event) {
 		e.ID = events.NewID(t0)
 		e.Type = e.Payload.EventType()
@@ -38,7 +41,7 @@ func bigLog(t *testing.T, batches int) []RawRecord {
 			step := int64(b*1000 + i)
 			v := make(map[string]events.Value, 150)
 			for m := 0; m < 150; m++ {
-				v[fmt.Sprintf("m%03d", m)] = events.Value(float64(step) + float64(m)/1000)
+				v[fmt.Sprintf("m%03d", m)] = events.Value(rng.Float64())
 			}
 			rows[i] = events.Row{Step: step, Time: float64(step), Values: v}
 		}
@@ -55,7 +58,7 @@ func bigLog(t *testing.T, batches int) []RawRecord {
 func TestEventLargerThanATransaction(t *testing.T) {
 	ctx := context.Background()
 	log := bigLog(t, 3)
-	whole := mustOpen(t, Options{Dir: filepath.Join(t.TempDir(), "whole"), memTableSize: 16 << 20})
+	whole := mustOpen(t, Options{Dir: filepath.Join(t.TempDir(), "whole"), memTableSize: 8 << 20})
 	if _, err := whole.ReplayTo(ctx, sliceSource(log, 1000), 0, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +71,7 @@ func TestEventLargerThanATransaction(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "crashed")
-	s := mustOpen(t, Options{Dir: dir, memTableSize: 16 << 20})
+	s := mustOpen(t, Options{Dir: dir, memTableSize: 8 << 20})
 	if _, err := s.ReplayTo(ctx, sliceSource(log[:4], 1000), 0, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +85,7 @@ func TestEventLargerThanATransaction(t *testing.T) {
 	}
 	f.txn.Discard()
 	s.Close()
-	s = mustOpen(t, Options{Dir: dir, memTableSize: 16 << 20})
+	s = mustOpen(t, Options{Dir: dir, memTableSize: 8 << 20})
 	if s.Seq() != 4 {
 		t.Fatalf("after the crash the read model is at seq %d, want 4", s.Seq())
 	}
