@@ -21,13 +21,12 @@ import (
 // A column of order 1 to 3 drops the low shift bits, zero in all its words
 // (float32 values widened to float64 have 29), and stores each word minus
 // its prediction from the words before it, as integers (wrapping): order 1
-// predicts the previous
-// word, order 2 continues the last difference, order 3 the last
-// difference of differences. Residuals are zigzagged and Rice coded with
-// parameter k: q = z>>k in unary (q ones, a zero), then the k low bits; a
-// q of riceEscape or more is written as riceEscape ones, 6 bits of the
-// length L-1 of z and its L bits. Order 0 (values only) is Gorilla's XOR
-// with the previous value (see putXOR).
+// predicts the previous word, order 2 continues the last difference, order
+// 3 the last difference of differences. Residuals are zigzagged and Rice
+// coded with parameter k: q = z>>k in unary (q ones, a zero), then the k
+// low bits; a q of riceEscape or more is written as riceEscape ones, 6 bits
+// of the length L-1 of z and its L bits. Order 0 (values only) is Gorilla's
+// XOR with the previous value (see bitWriter.xor; its k and shift are 0).
 //
 // The encoder picks each column's order and k that take the fewest bits
 // for the block, so the bytes depend only on the points. What they cost:
@@ -148,8 +147,9 @@ func (r *bitReader) column(x []uint64, cd code) {
 	}
 }
 
-// residuals reads Rice codes into z (unzigzagged), with rice's fast path
-// written out (the compiler does not inline it).
+// residuals reads Rice codes into z (unzigzagged). The common case, a
+// code within one peek, is written out here: a function for it is too
+// big for the compiler to inline, and this is the readers' inner loop.
 func (r *bitReader) residuals(z []uint64, k uint) {
 	b, pos := r.b, r.pos
 	for i := range z {
@@ -263,6 +263,7 @@ func riceK(z []uint64) (uint, int) {
 	return bestK, best
 }
 
+// riceBits is what bitWriter.rice writes for z.
 func riceBits(z uint64, k uint) int {
 	if q := z >> k; q < riceEscape {
 		return int(q) + 1 + int(k)
@@ -270,27 +271,32 @@ func riceBits(z uint64, k uint) int {
 	return riceEscape + 6 + bits.Len64(z)
 }
 
-// xorBits is what putXOR writes for a column.
+// xorBits is what bitWriter.xor writes for a column.
 func xorBits(x []uint64) int {
 	n := 0
 	var lead, trail uint
 	for i := 1; i < len(x); i++ {
-		n += xorCost(x[i]^x[i-1], &lead, &trail)
+		_, hn, _, bn := xorCode(x[i]^x[i-1], &lead, &trail)
+		n += int(hn + bn)
 	}
 	return n
 }
 
-// xorCost is the bits of one XOR, updating the window as putXOR does.
-func xorCost(v uint64, lead, trail *uint) int {
+// xorCode is Gorilla's code of a value's XOR with the previous one, as a
+// head and a body with their lengths: 0 for equal values; 10 and the
+// meaningful bits when they fit in the previous window (leading and
+// trailing zeros); otherwise 11, 6 bits of leading zeros, 6 bits of length
+// - 1 and the meaningful bits, which become the window.
+func xorCode(v uint64, lead, trail *uint) (head uint64, hn uint, body uint64, bn uint) {
 	if v == 0 {
-		return 1
+		return 0, 1, 0, 0
 	}
 	l, t := uint(bits.LeadingZeros64(v)), uint(bits.TrailingZeros64(v))
 	if *lead+*trail > 0 && l >= *lead && t >= *trail {
-		return 2 + int(64-*lead-*trail)
+		return 0b10, 2, v >> *trail, 64 - *lead - *trail
 	}
 	*lead, *trail = l, t
-	return 14 + int(64-l-t)
+	return 0b11<<12 | uint64(l)<<6 | uint64(63-l-t), 14, v >> t, 64 - l - t
 }
 
 // bitWriter appends bits, most significant first.
@@ -323,6 +329,7 @@ func (w *bitWriter) done() []byte {
 	return w.b
 }
 
+// rice writes z Rice coded with parameter k (or escaped: see the top).
 func (w *bitWriter) rice(z uint64, k uint) {
 	if q := z >> k; q < riceEscape {
 		w.bits(1<<(q+1)-2, uint(q)+1) // q ones and a zero
@@ -335,26 +342,11 @@ func (w *bitWriter) rice(z uint64, k uint) {
 	w.bits(z, l)
 }
 
-// xor writes a value's XOR with the previous one as Gorilla does: 0 for
-// equal values; 10 and the meaningful bits when they fit in the previous
-// window (leading and trailing zeros); 11, 6 bits of leading zeros, 6 bits
-// of length - 1 and the meaningful bits otherwise.
+// xor writes a value's XOR with the previous one (see xorCode).
 func (w *bitWriter) xor(v uint64, lead, trail *uint) {
-	if v == 0 {
-		w.bits(0, 1)
-		return
-	}
-	l, t := uint(bits.LeadingZeros64(v)), uint(bits.TrailingZeros64(v))
-	if *lead+*trail > 0 && l >= *lead && t >= *trail {
-		w.bits(0b10, 2)
-		w.bits(v>>*trail, 64-*lead-*trail)
-		return
-	}
-	*lead, *trail = l, t
-	w.bits(0b11, 2)
-	w.bits(uint64(l), 6)
-	w.bits(uint64(63-l-t), 6)
-	w.bits(v>>t, 64-l-t)
+	head, hn, body, bn := xorCode(v, lead, trail)
+	w.bits(head, hn)
+	w.bits(body, bn)
 }
 
 // bitReader reads what a bitWriter wrote. Reading past the end gives
@@ -372,10 +364,7 @@ func (r *bitReader) peek() uint64 {
 	return r.peekEnd()
 }
 
-// peekEnd is peek near the end, with zeros past it (not inlined, so that
-// peek and rice are).
-//
-//go:noinline
+// peekEnd is peek near the end, with zeros past it.
 func (r *bitReader) peekEnd() uint64 {
 	var t [8]byte
 	if i := r.pos >> 3; i < uint(len(r.b)) {
@@ -396,17 +385,8 @@ func (r *bitReader) bits(n uint) uint64 {
 
 func (r *bitReader) bad() bool { return r.pos > 8*uint(len(r.b)) }
 
-func (r *bitReader) rice(k uint) uint64 {
-	w := r.peek()
-	q := uint(bits.LeadingZeros64(^w))
-	if q < riceEscape && q+1+k <= 57 {
-		r.pos += q + 1 + k
-		return uint64(q)<<k | w<<(q+1)>>(64-k)
-	}
-	return r.riceLong(k, q)
-}
-
-// riceLong reads a Rice code longer than a peek: q ones seen.
+// riceLong reads a Rice code that residuals' fast path does not: one
+// longer than a peek, or an escape (q ones seen).
 func (r *bitReader) riceLong(k, q uint) uint64 {
 	if q < riceEscape {
 		r.pos += q + 1
@@ -416,6 +396,7 @@ func (r *bitReader) riceLong(k, q uint) uint64 {
 	return r.bits(uint(r.bits(6)) + 1)
 }
 
+// xor reads what bitWriter.xor wrote.
 func (r *bitReader) xor(lead, trail *uint) uint64 {
 	w := r.peek()
 	if w>>63 == 0 {
