@@ -23,8 +23,11 @@ import (
 
 const benchRows, benchMetrics, benchEvents = 1000, 20, 10
 
-func metricBatch(step int64) events.MetricsLoggedV1 {
-	rs := make([]events.Row, benchRows)
+func metricBatch(step int64) events.MetricsLoggedV1 { return metricRows(step, benchRows) }
+
+// metricRows is n rows of benchMetrics metrics from step on.
+func metricRows(step int64, n int) events.MetricsLoggedV1 {
+	rs := make([]events.Row, n)
 	for i := range rs {
 		v := make(map[string]events.Value, benchMetrics)
 		for k := range benchMetrics {
@@ -88,6 +91,28 @@ func BenchmarkFoldMetrics(b *testing.B) {
 	}
 	reportPoints(b, base)
 	b.ReportMetric(float64(historyBytes(b, f.s))/float64(step*benchMetrics), "chunk-B/pt")
+}
+
+// BenchmarkFoldSmallBatches: Store.Apply of 100 events of 10 rows of 20
+// metrics (W&B's file_stream sends a few rows at a time): every event
+// appends to each metric's open chunk.
+func BenchmarkFoldSmallBatches(b *testing.B) {
+	f := openStore(b)
+	f.start("r", events.RunStartedV1{})
+	step := int64(0)
+	const rows, evCount = 10, 100
+	for b.Loop() {
+		b.StopTimer()
+		evs := make([]events.Event, evCount)
+		for i := range evs {
+			evs[i] = events.Event{Entity: "alice", Project: "p", Run: "r", Payload: metricRows(step, rows)}
+			step += rows
+		}
+		b.StartTimer()
+		f.add(evs...)
+	}
+	per := b.Elapsed() / time.Duration(b.N)
+	b.ReportMetric(rows*evCount*benchMetrics/per.Seconds(), "points/s")
 }
 
 // historyBytes sums the sizes of the history chunks' values.
