@@ -146,3 +146,21 @@ func TestChunkCorrupt(t *testing.T) {
 		t.Fatal("a truncated chunk parsed")
 	}
 }
+
+// FuzzChunk: any bytes parse and decode to an error or points, never a
+// panic (go test ./projections -run '^$' -fuzz FuzzChunk -fuzztime 30s).
+func FuzzChunk(f *testing.F) {
+	for _, pts := range testSeries() {
+		f.Add(encodeChunk(pts[:min(len(pts), 200)]))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c chunk
+		if c.parse(b) != nil {
+			return
+		}
+		pts, err := c.points(math.MinInt64, nil)
+		if err == nil && len(pts) != c.n {
+			t.Fatalf("%d points decoded from a chunk of %d", len(pts), c.n)
+		}
+	})
+}
