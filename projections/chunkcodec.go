@@ -177,7 +177,10 @@ func (e *chunkEncoder) extend(c *chunk, keep int, scratch []Point) ([]Point, err
 		return scratch, nil
 	}
 	scratch, err := c.block(whole, scratch)
-	return scratch[:keep%BlockPoints], err
+	if err != nil {
+		return nil, err
+	}
+	return scratch[:keep%BlockPoints], nil
 }
 
 // add encodes points after the encoder's last block (which must be whole).
