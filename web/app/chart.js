@@ -3,23 +3,29 @@
 // is each bucket's last value, the band its min and max. Smoothing, log
 // scale and the x-axis are drawn from the fetched buckets; a drag-zoom asks
 // the server again for that step range, with as many buckets as the panel
-// has pixels (so a narrow range comes back point by point).
+// has pixels (so a narrow range comes back point by point). When the runs
+// table is grouped, each group is one line, the mean across its runs, with
+// a band (group.js computes it from the same per-run buckets).
 
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { api, enc, projectPath } from './api.js';
 import { h, put, num, fmtNum, fmtDuration, fmtTime, pool } from './util.js';
 import { smooth } from './smooth.js';
+import { aggregate, bandOf } from './group.js';
 
 const HEIGHT = 220;
 
 // view: {xaxis: 'step'|'time'|'rel', smooth: 0..0.99, smode: 'twema'|'ema',
-// log: bool, zoom: [lo, hi] | null}
+// log: bool, zoom: [lo, hi] | null, band: 'minmax'|'std'|'stderr',
+// gruns: bool (a group's runs as thin lines beneath its mean)}
+// groups: null, or [{key, name, color, ids}] to draw groups of the runs.
 export class Panel {
-  constructor({ entity, project, metric, runs, view, onZoom }) {
+  constructor({ entity, project, metric, runs, groups, view, onZoom }) {
     this.entity = entity;
     this.project = project;
     this.metric = metric;
     this.runs = runs; // [{id, name, color, created_at}]
+    this.groups = groups || null;
     this.view = view;
     this.onZoom = onZoom;
     this.data = new Map(); // run id -> buckets
@@ -46,6 +52,7 @@ export class Panel {
     const ac = new AbortController();
     this.abort = ac;
     const n = this.buckets();
+    this.n = n;
     const zoom = this.view.xaxis === 'step' ? this.view.zoom : null;
     let qs = `metric=${enc(this.metric)}&buckets=${n}`;
     if (zoom) qs += `&min_step=${Math.max(0, Math.floor(zoom[0]))}&max_step=${Math.max(0, Math.ceil(zoom[1]))}`;
@@ -102,34 +109,85 @@ export class Panel {
       }
       let sm = smooth(xs, ys, this.view.smooth, this.view.smode);
       if (log) sm = sm.map((v) => (v != null && v > 0 ? v : null));
-      out.push({ run: r, xs, raw: ys, ys: sm, lo, hi, counts, marks, start: b.length ? (xaxis === 'step' ? b[0].start : xs[0]) : null, end: b.length ? (xaxis === 'step' ? b[b.length - 1].end : xs[xs.length - 1]) : null });
+      out.push({ run: r, key: r.id, label: r.name, color: r.color, xs, raw: ys, ys: sm, lo, hi, counts, marks, start: b.length ? (xaxis === 'step' ? b[0].start : xs[0]) : null, end: b.length ? (xaxis === 'step' ? b[b.length - 1].end : xs[xs.length - 1]) : null });
     }
     return out;
   }
 
+  // groupSeries folds the runs' buckets into one mean series per group
+  // (runs hidden in the table are not among this.runs); the mean is
+  // smoothed, the band is not.
+  groupSeries() {
+    const { xaxis, log, band } = this.view;
+    const ok = (v) => (Number.isFinite(v) && (!log || v > 0) ? v : null);
+    const byId = new Map(this.runs.map((r) => [r.id, r]));
+    const out = [];
+    for (const g of this.groups) {
+      const members = g.ids.filter((id) => byId.has(id) && this.data.get(id)?.length);
+      const agg = aggregate(members.map((id) => ({ buckets: this.data.get(id), t0: Date.parse(byId.get(id).created_at) / 1000 })), this.n || this.buckets(), xaxis);
+      const xs = [], raw = [], lo = [], hi = [], counts = [];
+      for (const a of agg) {
+        if (xs.length && !(a.x > xs[xs.length - 1])) continue; // time axes: keep x increasing
+        const [l, u] = bandOf(a, band);
+        xs.push(a.x); raw.push(a.mean); lo.push(ok(l)); hi.push(ok(u)); counts.push(a.n);
+      }
+      let ys = smooth(xs, raw, this.view.smooth, this.view.smode);
+      if (log) ys = ys.map((v) => (v != null && v > 0 ? v : null));
+      out.push({ group: g, key: g.key, label: g.name, color: g.color, runs: members.length, ids: members, xs, raw, ys, lo, hi, counts, marks: [] });
+    }
+    return out;
+  }
+
+  // plotData lays the series out for uPlot: a run as line, min, max (the
+  // band when buckets hold several points); in grouped mode the group's runs
+  // first as thin lines (when asked), then each group as mean, band low,
+  // band high.
+  plotData(runSer, ser) {
+    const tables = [];
+    const series = [{}];
+    const bands = [];
+    const triple = (s, width, banded) => {
+      const c = s.color, i = series.length;
+      tables.push([s.xs, s.ys, s.lo, s.hi]);
+      series.push({ label: s.label, stroke: c, width, points: { show: () => s.xs.length < 2 } });
+      series.push({ label: 'min', stroke: banded ? c + '40' : 'transparent', width: banded ? 0.5 : 0, points: { show: false } });
+      series.push({ label: 'max', stroke: banded ? c + '40' : 'transparent', width: banded ? 0.5 : 0, points: { show: false } });
+      if (banded) bands.push({ series: [i + 2, i + 1], fill: c + '26' });
+    };
+    if (!this.groups) {
+      const banded = ser.some((s) => s.counts.some((c) => c > 1));
+      for (const s of ser) triple(s, 1.5, banded);
+    } else {
+      const byId = new Map(runSer.map((s) => [s.run.id, s]));
+      if (this.view.gruns) {
+        for (const g of ser) {
+          for (const id of g.ids) {
+            const s = byId.get(id);
+            tables.push([s.xs, s.ys]);
+            series.push({ label: s.label, stroke: g.color + '59', width: 0.75, points: { show: false } });
+          }
+        }
+      }
+      for (const g of ser) triple(g, 2, true);
+    }
+    return { data: tables.length ? uPlot.join(tables) : [[]], series, bands };
+  }
+
   draw() {
-    const ser = this.series();
+    const runSer = this.series();
+    const ser = this.groups ? this.groupSeries() : runSer;
     this.current = ser;
-    this.markers = ser.flatMap((s) => s.marks);
+    this.markers = runSer.flatMap((s) => s.marks);
     const nonfinite = new Set(this.markers.map((m) => m.run.name));
     this.badge.hidden = nonfinite.size === 0;
     this.badge.textContent = nonfinite.size ? `NaN/∞ in ${nonfinite.size} run${nonfinite.size > 1 ? 's' : ''}` : '';
     this.badge.title = [...nonfinite].join(', ');
-    this.el.dataset.runs = String(ser.filter((s) => s.xs.length).length);
-    this.el.dataset.points = String(ser.reduce((a, s) => a + s.xs.length, 0));
+    this.el.dataset.runs = String(runSer.filter((s) => s.xs.length).length);
+    if (this.groups) this.el.dataset.groups = String(ser.filter((s) => s.xs.length).length);
+    else delete this.el.dataset.groups;
+    this.el.dataset.points = String(runSer.reduce((a, s) => a + s.xs.length, 0));
     this.el.dataset.markers = String(this.markers.length);
-    const banded = ser.some((s) => s.counts.some((c) => c > 1));
-    const tables = ser.map((s) => [s.xs, s.ys, s.lo, s.hi]);
-    const data = tables.length ? uPlot.join(tables) : [[]];
-    const series = [{}];
-    const bands = [];
-    ser.forEach((s, i) => {
-      const c = s.run.color;
-      series.push({ label: s.run.name, stroke: c, width: 1.5, points: { show: (u) => s.xs.length < 2 } });
-      series.push({ label: 'min', stroke: banded ? c + '40' : 'transparent', width: banded ? 0.5 : 0, points: { show: false } });
-      series.push({ label: 'max', stroke: banded ? c + '40' : 'transparent', width: banded ? 0.5 : 0, points: { show: false } });
-      if (banded) bands.push({ series: [3 * i + 3, 3 * i + 2], fill: c + '26' });
-    });
+    const { data, series, bands } = this.plotData(runSer, ser);
     if (!ser.some((s) => s.xs.length)) {
       this.plot?.destroy();
       this.plot = null;
@@ -138,8 +196,8 @@ export class Panel {
       return;
     }
     const xaxis = this.view.xaxis;
-    let lo = Math.min(...ser.filter((s) => s.start != null).map((s) => s.start));
-    let hi = Math.max(...ser.filter((s) => s.end != null).map((s) => s.end));
+    let lo = Math.min(...runSer.filter((s) => s.start != null).map((s) => s.start));
+    let hi = Math.max(...runSer.filter((s) => s.end != null).map((s) => s.end));
     if (this.view.zoom) [lo, hi] = this.view.zoom;
     if (hi <= lo) hi = lo + 1;
     const width = Math.max(200, this.plotEl.clientWidth || 400);
@@ -222,8 +280,9 @@ export class Panel {
     this.renderLegend(idx == null ? null : u.data[0][idx]);
   }
 
-  // renderLegend lists every run with its value at x (the last point at or
-  // before x), or its last value when the pointer is not on the chart.
+  // renderLegend lists every run (or group: its run count, mean and band)
+  // with its value at x (the last point at or before x), or its last value
+  // when the pointer is not on the chart.
   renderLegend(x) {
     const rows = [];
     for (const s of this.current || []) {
@@ -239,17 +298,21 @@ export class Panel {
       }
       const raw = i >= 0 ? s.raw[i] : undefined;
       const val = i < 0 ? '' : !Number.isFinite(raw) ? fmtNum(raw) : fmtNum(s.ys[i] ?? raw);
-      rows.push({ s, val, sort: i >= 0 && Number.isFinite(s.ys[i]) ? s.ys[i] : -Infinity });
+      // A group shows its band around the mean: [low, high] at that step.
+      const band = s.group && i >= 0 ? `[${fmtNum(s.lo[i])}, ${fmtNum(s.hi[i])}]` : '';
+      rows.push({ s, val, band, sort: i >= 0 && Number.isFinite(s.ys[i]) ? s.ys[i] : -Infinity });
     }
     if (x != null) rows.sort((a, b) => b.sort - a.sort);
     const xa = this.view.xaxis;
     const xl = x == null ? '' : xa === 'step' ? `step ${fmtNum(x)}` : xa === 'time' ? fmtTime(x * 1000) : fmtDuration(x);
     put(this.legend, 
       x != null ? h('div', { class: 'legend-x' }, xl) : null,
-      ...rows.map(({ s, val }) => h('div', { class: 'legend-row', dataset: { run: s.run.id } },
-        h('i', { class: 'swatch', style: `background:${s.run.color}` }),
-        h('span', { class: 'legend-name' }, s.run.name),
-        h('span', { class: 'legend-val' }, val))));
+      ...rows.map(({ s, val, band }) => h('div', { class: 'legend-row', dataset: s.group ? { group: s.key } : { run: s.key } },
+        h('i', { class: 'swatch', style: `background:${s.color}` }),
+        h('span', { class: 'legend-name' }, s.label),
+        s.group ? h('span', { class: 'legend-count muted' }, `${s.runs} run${s.runs === 1 ? '' : 's'}`) : null,
+        h('span', { class: 'legend-val' }, val),
+        s.group ? h('span', { class: 'legend-band muted' }, band) : null)));
     this.legend.dataset.x = x == null ? '' : String(x);
   }
 

@@ -112,6 +112,12 @@ export function runColor(id) {
   return palette[(x >>> 0) % palette.length];
 }
 
+// paletteColor is the i-th colour of the runs' palette (groups take them in
+// the table's order, so neighbouring groups differ).
+export function paletteColor(i) {
+  return palette[i % palette.length];
+}
+
 export function debounce(fn, ms) {
   let t;
   return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };

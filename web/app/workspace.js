@@ -1,11 +1,13 @@
 // The project workspace: the runs table (server-side filters, sort and
 // paging, a column picker over config and summary keys, grouping,
 // selection and eye toggles) above the charts of the selected runs (or the
-// first 10 visible ones). The whole view lives in the URL.
+// first 10 visible ones; in a grouped table, one mean line and band per
+// group). The whole view lives in the URL.
 
 import { api, enc, projectPath, searchRuns } from './api.js';
-import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, runDuration, debounce, pool } from './util.js';
+import { h, put, fmtValue, fmtTime, fmtDuration, fmtAgo, flatten, runColor, paletteColor, runDuration, debounce, pool } from './util.js';
 import { Panel, sectionOf } from './chart.js';
+import { BANDS } from './group.js';
 import { watchProject, currentSeq } from './live.js';
 
 const BASE_COLS = [
@@ -24,6 +26,9 @@ const GROUP_BY = ['job_type', 'group', 'state', 'owner', 'tag'];
 export const DEFAULT_CHARTED = 10;
 const RENDER_FIRST = 100, RENDER_MORE = 200;
 export const MAX_CHARTED = 100;
+// A grouped table charts at most this many groups (each the mean of up to
+// MAX_CHARTED / groups of its runs) when no run is selected.
+export const MAX_GROUPS_CHARTED = 20;
 
 // Every column sorts on the server but tags and duration (which grows
 // while a run runs, so it cannot page stably).
@@ -50,6 +55,8 @@ export function readView(q, stored, storedPins) {
     smooth: Math.min(0.99, Math.max(0, Number(q.get('smooth')) || 0)),
     smode: q.get('smode') === 'ema' ? 'ema' : 'twema',
     log: q.get('log') === '1',
+    band: Object.hasOwn(BANDS, q.get('band')) ? q.get('band') : 'minmax',
+    gruns: q.get('gruns') === '1',
     zoom: zoom.length === 2 && zoom.every(Number.isFinite) ? zoom : null,
     ps: q.get('ps') || '',
     search: q.get('q') || '',
@@ -73,6 +80,8 @@ export function writeView(v) {
   if (v.smooth) p.set('smooth', String(v.smooth));
   if (v.smode !== 'twema') p.set('smode', v.smode);
   if (v.log) p.set('log', '1');
+  if (v.band !== 'minmax') p.set('band', v.band);
+  if (v.gruns) p.set('gruns', '1');
   if (v.zoom) p.set('zoom', v.zoom.map((x) => +x.toPrecision(10)).join(','));
   if (v.ps) p.set('ps', v.ps);
   if (v.search) p.set('q', v.search);
@@ -123,6 +132,30 @@ function configOf(run) {
   let f = flatCache.get(run);
   if (!f) flatCache.set(run, (f = flatten(run.config || {})));
   return f;
+}
+
+// groupValues are the values a run is grouped under, written as the server
+// writes them (GET .../run-groups): a run is under each of its tags (a run
+// without tags under ""), a config value as text.
+export function groupValues(run, by) {
+  if (by === 'tag') return run.tags?.length ? run.tags : [''];
+  if (by.startsWith('config.')) return [configText(configOf(run)[by.slice(7)])];
+  return [run[by] || ''];
+}
+
+// configText is the server's configText: strings as they are, numbers as
+// Go's strconv.FormatFloat(x, 'g', -1, 64) (plain from 1e-4 to below 1e6,
+// else an exponent of at least two digits: 1e-05, 1.5e+06), else JSON.
+export function configText(v) {
+  if (v == null) return '';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) {
+    const [m, e] = v.toExponential().split('e');
+    const exp = Number(e);
+    if (exp >= -4 && exp < 6) return String(v);
+    return `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  return JSON.stringify(v);
 }
 
 function colLabel(col) {
@@ -233,6 +266,7 @@ export function workspacePage(app, entity, project, q) {
   // ----- group by, page size, column picker
   const groupSel = h('select', { id: 'group-by', 'aria-label': 'Group by', onchange: () => {
     view.group = groupSel.value;
+    groupCtl.hidden = !view.group;
     openGroups.clear();
     resetPaging();
     sync();
@@ -350,6 +384,14 @@ export function workspacePage(app, entity, project, q) {
   }
 
   let groups = [];
+  // Colours of the groups, in the table's order (a value seen only among
+  // selected runs takes the next one), shared by the group rows and charts.
+  const groupColors = new Map();
+  const groupColor = (v) => {
+    if (!groupColors.has(v)) groupColors.set(v, paletteColor(groupColors.size));
+    return groupColors.get(v);
+  };
+  const members = new Map(); // group value -> its first runs, for the charts
   async function loadGroups(my) {
     const p = apiParams(view);
     p.delete('cursor');
@@ -360,6 +402,9 @@ export function workspacePage(app, entity, project, q) {
     groups = res.groups;
     total = res.total;
     rows = [];
+    members.clear();
+    groupColors.clear();
+    groups.forEach((g, i) => groupColors.set(g.value, paletteColor(i)));
     for (const g of groups) {
       if (!openGroups.has(g.value) || g.value === '') continue;
       const gv = { ...view, cursor: '', limit: 100, filters: [...view.filters, `${view.group}=${g.value}`] };
@@ -455,6 +500,7 @@ export function workspacePage(app, entity, project, q) {
           h('span', { class: 'agg', dataset: { agg: k } }, `${k.slice(8)}: mean ${fmtValue(a.mean)} (min ${fmtValue(a.min)}, max ${fmtValue(a.max)}, ${a.count} runs)`));
         return h('tbody', { class: 'group', dataset: { group: g.value } },
           h('tr', { class: 'group-row' }, h('td', { colspan: cols.length + 1 },
+            h('i', { class: 'swatch', style: `background:${groupColor(g.value)}`, title: 'The colour of the group on the charts' }),
             // Runs without the value cannot be filtered for: their group is a count only.
             g.value === '' ? h('span', { class: 'group-toggle' }, label) : h('button', { class: 'link group-toggle', 'aria-expanded': String(open), onclick: () => {
               if (open) openGroups.delete(g.value); else openGroups.add(g.value);
@@ -601,6 +647,12 @@ err = run.Finish()`;
     h('option', { value: 'time', selected: view.xaxis === 'time' }, 'Wall time'),
     h('option', { value: 'rel', selected: view.xaxis === 'rel' }, 'Relative time'));
   const logIn = h('input', { type: 'checkbox', id: 'log-scale', checked: view.log });
+  const bandSel = h('select', { id: 'group-band', 'aria-label': 'Band around the group mean' },
+    Object.entries(BANDS).map(([v, l]) => h('option', { value: v, selected: view.band === v }, l)));
+  const grunsIn = h('input', { type: 'checkbox', id: 'group-runs', checked: view.gruns });
+  const groupCtl = h('span', { class: 'group-ctl', hidden: !view.group },
+    h('label', { class: 'ctl-label' }, 'Band ', bandSel),
+    h('label', { class: 'ctl-label', title: "The group's runs as thin lines beneath its mean" }, grunsIn, ' Show runs'));
   const resetZoom = h('button', { id: 'reset-zoom', hidden: !view.zoom, onclick: () => zoom(null) }, 'Reset zoom');
   const sections = h('div', { id: 'sections' });
 
@@ -613,6 +665,8 @@ err = run.Finish()`;
   });
   smodeSel.addEventListener('change', () => { view.smode = smodeSel.value; sync(); redraw(); });
   logIn.addEventListener('change', () => { view.log = logIn.checked; sync(); redraw(); });
+  bandSel.addEventListener('change', () => { view.band = bandSel.value; sync(); redraw(); });
+  grunsIn.addEventListener('change', () => { view.gruns = grunsIn.checked; sync(); redraw(); });
   xSel.addEventListener('change', () => {
     view.xaxis = xSel.value;
     view.zoom = null;
@@ -632,9 +686,13 @@ err = run.Finish()`;
     }
   }
 
-  function chartedRuns() {
+  // chartedRuns: the selected runs (up to 100), else in a grouped table the
+  // first runs of each group (chartedGroupRuns), else the first 10 visible
+  // rows; runs hidden with the eye toggle are left out.
+  async function chartedRuns() {
     let ids;
     let why;
+    if (view.group && !view.sel.length) return chartedGroupRuns();
     if (view.sel.length) {
       ids = view.sel.filter((id) => !view.hide.has(id)).slice(0, MAX_CHARTED);
       why = `${ids.length} selected run${ids.length === 1 ? '' : 's'}`;
@@ -643,6 +701,41 @@ err = run.Finish()`;
       why = ids.length ? `the first ${ids.length} visible run${ids.length === 1 ? '' : 's'} (select runs to choose, up to ${MAX_CHARTED})` : '';
     }
     return { ids, why };
+  }
+
+  // chartedGroupRuns: with no run selected, a grouped table charts its
+  // first MAX_GROUPS_CHARTED groups, each from up to MAX_CHARTED / groups of
+  // its runs (in the table's sort; the "(none)" group cannot be asked for).
+  async function chartedGroupRuns() {
+    const gs = groups.filter((g) => g.value !== '').slice(0, MAX_GROUPS_CHARTED);
+    const per = Math.max(1, Math.floor(MAX_CHARTED / Math.max(1, gs.length)));
+    await pool(gs.filter((g) => !members.has(g.value)).map((g) => async () => {
+      const gv = { ...view, cursor: '', limit: per, filters: [...view.filters, `${view.group}=${g.value}`] };
+      members.set(g.value, g.runs || (await searchRuns(entity, project, apiParams(gv))).runs);
+    }), 6);
+    const byGroup = new Map(gs.map((g) => [g.value, (members.get(g.value) || []).slice(0, per).map((r) => r.id).filter((id) => !view.hide.has(id))]));
+    const ids = [...new Set([...byGroup.values()].flat())];
+    const why = gs.length ? `${gs.length} group${gs.length === 1 ? '' : 's'}: the mean of up to ${per} run${per === 1 ? '' : 's'} each (select runs to choose)` : '';
+    return { ids, why, byGroup };
+  }
+
+  // chartGroups are the groups the panels draw: those of chartedGroupRuns,
+  // or the selected runs grouped by their values, in the table's order.
+  function chartGroups(runs, byGroup) {
+    const have = new Set(runs.map((r) => r.id));
+    if (!byGroup) {
+      byGroup = new Map();
+      for (const r of runs) {
+        for (const v of groupValues(runCache.get(r.id), view.group)) {
+          if (!byGroup.has(v)) byGroup.set(v, []);
+          byGroup.get(v).push(r.id);
+        }
+      }
+    }
+    const order = new Map(groups.map((g, i) => [g.value, i]));
+    return [...byGroup].sort((a, b) => (order.get(a[0]) ?? Infinity) - (order.get(b[0]) ?? Infinity) || a[0].localeCompare(b[0]))
+      .map(([v, ids]) => ({ key: v, name: v || '(none)', color: groupColor(v), ids: ids.filter((id) => have.has(id)) }))
+      .filter((g) => g.ids.length);
   }
 
   const io = new IntersectionObserver((entries) => {
@@ -664,8 +757,10 @@ err = run.Finish()`;
     if (!loading.length) requestAnimationFrame(() => performance.mark('lb:charts-drawn'));
   }
 
+  let chartSeq = 0;
   async function updateCharts(force = false, refresh = new Set()) {
-    const { ids, why } = chartedRuns();
+    const my = ++chartSeq;
+    const { ids, why, byGroup } = await chartedRuns();
     const missing = ids.filter((id) => !runCache.has(id) || refresh.has(id));
     if (missing.length) {
       await pool(missing.map((id) => async () => {
@@ -676,8 +771,11 @@ err = run.Finish()`;
       const r = runCache.get(id);
       return { id: r.id, name: r.name, color: runColor(r.id), created_at: r.created_at };
     });
+    if (my !== chartSeq || destroyed) return; // a later call charts the newer view
     const metrics = [...new Set(runs.flatMap((r) => Object.keys(runCache.get(r.id).metrics || {})))].sort();
-    const sig = runs.map((r) => r.id + ':' + r.name).join(',') + '|' + metrics.join(',');
+    const cgroups = view.group ? chartGroups(runs, byGroup) : null;
+    const sig = runs.map((r) => r.id + ':' + r.name).join(',') + '|' + metrics.join(',') +
+      (cgroups ? `|${view.group}|` + cgroups.map((g) => `${g.key}=${g.ids.join('+')}`).join(';') : '');
     chartInfo.textContent = runs.length ? `Charting ${why}` : '';
     if (sig === chartIds && !force) return;
     chartIds = sig;
@@ -693,7 +791,7 @@ err = run.Finish()`;
     for (const [name, ms] of [...bySection].sort((a, b) => (a[0] === 'Charts' ? -1 : b[0] === 'Charts' ? 1 : a[0].localeCompare(b[0])))) {
       const grid = h('div', { class: 'panels' });
       for (const m of ms) {
-        const p = new Panel({ entity, project, metric: m, runs, view, onZoom: zoom });
+        const p = new Panel({ entity, project, metric: m, runs, groups: cgroups, view, onZoom: zoom });
         p.el.__panel = p;
         panels.set(m, p);
         grid.append(p.el);
@@ -730,8 +828,9 @@ err = run.Finish()`;
   // ----- live: changed runs patch the table and re-ask the charts
   const onLive = (changed, added) => {
     if (destroyed) return;
-    if (added || view.group) { loadRuns({ quiet: true }); return; }
     const byId = new Map(changed.map((r) => [r.id, r]));
+    if (view.group) { loadRuns({ quiet: true }).then(() => refreshCharted(byId)); return; }
+    if (added) { loadRuns({ quiet: true }); return; }
     let redrawTable = false;
     rows = rows.map((r) => {
       const n = byId.get(r.id);
@@ -739,14 +838,20 @@ err = run.Finish()`;
       return n || r;
     });
     if (redrawTable) drawTable();
-    const charted = new Set(chartedRuns().ids.filter((id) => byId.has(id)));
+    refreshCharted(byId);
+  };
+
+  // refreshCharted re-asks the panels for the charted runs that changed
+  // (in a grouped chart, a group's mean follows its logging runs).
+  async function refreshCharted(byId) {
+    if (destroyed) return;
+    const charted = new Set((await chartedRuns()).ids.filter((id) => byId.has(id)));
     if (!charted.size) return;
     const before = chartIds;
-    updateCharts(false, charted).then(() => {
-      if (chartIds !== before) return; // rebuilt: the new panels load by themselves
-      for (const p of panels.values()) if (p.loaded) p.load(charted).catch(() => {});
-    });
-  };
+    await updateCharts(false, charted);
+    if (chartIds !== before) return; // rebuilt: the new panels load by themselves
+    for (const p of panels.values()) if (p.loaded) p.load(charted).catch(() => {});
+  }
 
   drawChips();
   // The stream starts at the sequence read before the first load, so a
@@ -764,7 +869,7 @@ err = run.Finish()`;
       h('h3', {}, 'Charts'), chartInfo, h('span', { class: 'spacer' }), panelSearch,
       h('label', { class: 'ctl-label' }, 'Smoothing ', smoothIn, smoothOut), smodeSel,
       h('label', { class: 'ctl-label' }, 'X ', xSel),
-      h('label', { class: 'ctl-label' }, logIn, ' Log scale'), resetZoom),
+      h('label', { class: 'ctl-label' }, logIn, ' Log scale'), groupCtl, resetZoom),
     sections);
   return {
     el,
