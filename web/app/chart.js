@@ -45,8 +45,11 @@ export class Panel {
     return Math.max(50, Math.min(2000, Math.round(w - 60)));
   }
 
-  // load fetches every run's buckets for the current zoom (step axis only:
-  // time axes zoom on what is loaded), then draws.
+  // load fetches every run's buckets (or those of onlyRuns, the runs that
+  // changed) for the current zoom (step axis only: time axes zoom on what
+  // is loaded), then draws. A load replaces (aborts) the one in flight, so
+  // it also fetches what that one was fetching and every run not loaded
+  // yet: a live refresh of one run must not leave the others undrawn.
   async load(onlyRuns) {
     this.abort?.abort();
     const ac = new AbortController();
@@ -59,7 +62,8 @@ export class Panel {
     this.el.dataset.range = zoom ? `${Math.max(0, Math.floor(zoom[0]))},${Math.ceil(zoom[1])}` : '';
     this.el.dataset.loading = '1';
     this.status.textContent = 'loading…';
-    const runs = onlyRuns ? this.runs.filter((r) => onlyRuns.has(r.id)) : this.runs;
+    const runs = onlyRuns ? this.runs.filter((r) => onlyRuns.has(r.id) || !this.data.has(r.id) || this.pending?.has(r.id)) : this.runs;
+    this.pending = new Set(runs.map((r) => r.id));
     try {
       await pool(runs.map((r) => async () => {
         const b = await api(`${projectPath(this.entity, this.project)}/runs/${enc(r.id)}/sampled?${qs}`, { signal: ac.signal });
@@ -67,12 +71,14 @@ export class Panel {
       }), 6);
     } catch (e) {
       if (e.name === 'AbortError') return;
+      this.pending = null;
       this.status.textContent = '';
       put(this.plotEl, h('p', { class: 'error' }, e.message));
       delete this.el.dataset.loading;
       throw e;
     }
     if (this.abort !== ac) return;
+    this.pending = null;
     this.status.textContent = '';
     const t0 = performance.now();
     this.draw();

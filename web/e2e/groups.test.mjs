@@ -163,4 +163,24 @@ describe('grouped charts', () => {
     assert.ok(await page.locator('#group-band').isHidden());
     w.check();
   });
+
+  it('follows a run that joins a group and logs, live', async (t) => {
+    if (!page) return t.skip('no browser');
+    await page.goto(`${lb.url}/w/${E}/${P}?group=job_type`);
+    await ready('[data-groups="2"][data-runs="4"]');
+    const a3 = (await alice.startRun(E, P, { name: 'a3', job_type: 'a' })).run_id;
+    await alice.log(E, P, a3, rowsOf(STEPS, { loss: () => 5 }));
+    // Group a: (1 + 3 + 5) / 3 at every step.
+    await page.waitForFunction((sel) => {
+      const a = document.querySelector(sel)?.__panel?.current?.[0];
+      return a?.runs === 3 && a.raw.length > 100 && a.raw.every((m) => m === 3);
+    }, loss, { timeout: 10000 });
+    // Steps past the others' end: a3's value alone.
+    await alice.log(E, P, a3, rowsOf(10, { loss: () => 5 }, STEPS));
+    await page.waitForFunction(([sel, last]) => {
+      const a = document.querySelector(sel).__panel.current[0];
+      return a.xs[a.xs.length - 1] === last && a.raw[a.raw.length - 1] === 5 && a.hi[a.hi.length - 1] === 5;
+    }, [loss, STEPS + 9], { timeout: 10000 });
+    w.check();
+  });
 });
