@@ -133,7 +133,10 @@ export class Panel {
       const agg = aggregate(members.map((id) => ({ buckets: this.data.get(id), t0: Date.parse(byId.get(id).created_at) / 1000 })), this.n || this.buckets(), xaxis);
       const xs = [], raw = [], lo = [], hi = [], counts = [];
       for (const a of agg) {
-        if (xs.length && !(a.x > xs[xs.length - 1])) continue; // time axes: keep x increasing
+        if (xs.length && !(a.x > xs[xs.length - 1])) { // time axes: equal times keep the last, as a run's do
+          if (a.x !== xs[xs.length - 1]) continue;
+          xs.pop(); raw.pop(); lo.pop(); hi.pop(); counts.pop();
+        }
         const [l, u] = bandOf(a, band);
         xs.push(a.x); raw.push(a.mean); lo.push(ok(l)); hi.push(ok(u)); counts.push(a.n);
       }

@@ -117,6 +117,13 @@ describe('grouped charts', () => {
     assert.ok(b.ys[i] > 10.5 && b.ys[i] < 15, `smoothed ${b.ys[i]}`);
     assert.equal(b.hi[i], 10);
     await page.locator('#smoothing').fill('0');
+    // On a time axis a group's x is its runs' mean (relative) time; rows
+    // logged in one request share a time, and as for a run the last is kept.
+    await page.selectOption('#x-axis', 'rel');
+    const [a] = await groupsOf();
+    assert.ok(a.xs.length > 0 && every(a.xs, (x, i) => i === 0 || x > a.xs[i - 1]), JSON.stringify(a.xs));
+    assert.ok(every(a.mean, (m) => m === 2));
+    await page.selectOption('#x-axis', 'step');
     w.check();
   });
 
