@@ -96,6 +96,7 @@ func (p *proc) start() {
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
+	testbin.DieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		p.t.Errorf("start %s: %v", p.name, err)
