@@ -7,7 +7,7 @@ import "testing"
 // the proposal's user, entity, project and type.
 func TestBulkSubject(t *testing.T) {
 	s := Subjects{Prefix: "lb"}
-	e := Event{Entity: "alice", Project: "resnet.v2", Run: "exp.1", Payload: MetricsLoggedV1{}}
+	e := Event{Entity: "alice", Project: "resnet.v2", Run: "exp.1", Payload: MetricsLoggedV2{}}
 	subj := s.Bulk("alice", e)
 	if subj != "lb.bulk.alice.alice.resnet%2Ev2.exp%2E1.metrics_logged" {
 		t.Fatalf("bulk subject %q", subj)

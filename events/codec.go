@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -26,7 +27,8 @@ type envelope struct {
 type Upcaster func(payload json.RawMessage) (json.RawMessage, error)
 
 type typeInfo struct {
-	version   int // current version
+	version   int          // current version
+	goType    reflect.Type // the payload type of the current version
 	decode    func([]byte) (Payload, error)
 	upcasters map[int]Upcaster // from version k to k+1
 }
@@ -39,6 +41,7 @@ func register[P Payload](version int, up map[int]Upcaster) {
 	var zero P
 	registry[zero.EventType()] = &typeInfo{
 		version:   version,
+		goType:    reflect.TypeOf(zero),
 		upcasters: up,
 		decode: func(b []byte) (Payload, error) {
 			var p P
@@ -66,7 +69,7 @@ func init() {
 	register[RunStartedV1](1, nil)
 	register[RunResumedV1](1, nil)
 	register[RunUpdatedV1](1, nil)
-	register[MetricsLoggedV1](1, nil)
+	register[MetricsLoggedV2](2, map[int]Upcaster{1: upcastMetricsV1})
 	register[SummaryUpdatedV1](1, nil)
 	register[RunFinishedV1](1, nil)
 	register[RunCrashedV1](1, nil)
@@ -126,10 +129,15 @@ func Encode(e Event) ([]byte, error) {
 	if ti == nil {
 		return nil, fmt.Errorf("encode event %s: %w %q", e.ID, ErrUnknownType, t)
 	}
-	if pl, ok := e.Payload.(MetricsLoggedV1); ok && ti.version == 1 {
-		if b, ok := appendMetricsEvent(make([]byte, 0, metricsSizeHint(pl)), e, pl); ok {
+	if pl, ok := e.Payload.(MetricsLoggedV2); ok {
+		if b, ok := appendMetricsEvent(make([]byte, 0, 512+pl.jsonSize()), e, pl); ok {
 			return b, nil
 		}
+	}
+	if reflect.TypeOf(e.Payload) != ti.goType {
+		// An old version's payload (MetricsLoggedV1) would be written
+		// under the current version's number.
+		return nil, fmt.Errorf("encode event %s: payload %T is not the current version of %s (%s)", e.ID, e.Payload, t, ti.goType)
 	}
 	p, err := json.Marshal(e.Payload)
 	if err != nil {
@@ -147,6 +155,12 @@ func Decode(b []byte) (Event, error) {
 	if e, ok := decodeMetrics(b); ok {
 		return e, nil
 	}
+	return decodeGeneric(b)
+}
+
+// decodeGeneric is Decode with encoding/json and the upcasters, for any
+// type.
+func decodeGeneric(b []byte) (Event, error) {
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)

@@ -25,10 +25,20 @@ func benchMetrics(rows, m int) Event {
 		}
 		rs[i] = Row{Step: int64(i), Time: t0 + float64(i)*0.0173, Values: v}
 	}
-	return Event{ID: "01JDX00000000000000000000P", Type: MetricsLogged, Version: 1, Entity: "your-team-name",
+	pl, err := FromRows(rs)
+	if err != nil {
+		panic(err)
+	}
+	return Event{ID: "01JDX00000000000000000000P", Type: MetricsLogged, Version: 2, Entity: "your-team-name",
 		Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Actor: "alice",
 		Time: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), Cause: "01JDX00000000000000000000P",
-		Payload: MetricsLoggedV1{Rows: rs}}
+		Payload: pl}
+}
+
+// benchMetricsV1 is benchMetrics with the version 1 payload (rows).
+func benchMetricsV1(rows, m int) (Event, MetricsLoggedV1) {
+	e := benchMetrics(rows, m)
+	return e, MetricsLoggedV1{Rows: e.Payload.(MetricsLoggedV2).Rows()}
 }
 
 // The baseline of each benchmark is encoding/json on the same event

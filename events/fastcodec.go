@@ -23,12 +23,11 @@ import (
 //     encoding/json, which then decides, with its own errors.
 
 // appendMetricsEvent appends the encoding of e, whose payload is pl, at
-// version 1. ok is false when encoding/json would fail (a non-finite row
-// time): Encode then reports its error.
-func appendMetricsEvent(b []byte, e Event, pl MetricsLoggedV1) (_ []byte, ok bool) {
+// version 2. ok is false when the envelope's time does not encode.
+func appendMetricsEvent(b []byte, e Event, pl MetricsLoggedV2) (_ []byte, ok bool) {
 	b = append(b, `{"id":`...)
 	b = appendString(b, e.ID)
-	b = append(b, `,"type":"metrics_logged","v":1,"entity":`...)
+	b = append(b, `,"type":"metrics_logged","v":2,"entity":`...)
 	b = appendString(b, e.Entity)
 	if e.Project != "" {
 		b = append(b, `,"project":`...)
@@ -51,30 +50,14 @@ func appendMetricsEvent(b []byte, e Event, pl MetricsLoggedV1) (_ []byte, ok boo
 		b = appendString(b, e.Cause)
 	}
 	b = append(b, `,"payload":`...)
-	b, ok = AppendMetricsPayload(b, pl)
-	return append(b, '}'), ok
-}
-
-// EncodeMetricsWith returns the encoding of the metrics_logged event e with
-// payload, the JSON of its payload, as is: payload must be what
-// ParseMetricsPayload accepted (so that Decode reads it back as the event
-// with that payload). The HTTP edge uses it to pass a log request's body
-// through into the proposal without encoding its rows again; the encoding
-// may then differ from Encode's in layout (a client's spacing and key
-// order), never in content, so use it for proposals, not for the log.
-func EncodeMetricsWith(e Event, payload []byte) ([]byte, bool) {
-	b, ok := appendMetricsEvent(make([]byte, 0, len(payload)+512), e, MetricsLoggedV1{})
-	if !ok {
-		return nil, false
-	}
-	b = b[:len(b)-len(`{"rows":null}}`)]
-	b = append(b, payload...)
+	b = pl.AppendJSON(b)
 	return append(b, '}'), true
 }
 
-// AppendMetricsPayload appends the JSON encoding of pl, the same bytes
-// json.Marshal writes ({"rows":[...]}, map keys sorted). ok is false when
-// json.Marshal would fail (a non-finite row time).
+// AppendMetricsPayload appends the JSON encoding of pl, a version 1 payload
+// (still read from old logs), the same bytes json.Marshal writes
+// ({"rows":[...]}, map keys sorted). ok is false when json.Marshal would
+// fail (a non-finite row time).
 func AppendMetricsPayload(b []byte, pl MetricsLoggedV1) (_ []byte, ok bool) {
 	if pl.Rows == nil {
 		return append(b, `{"rows":null}`...), true
@@ -183,6 +166,7 @@ type parser struct {
 	b     []byte
 	i     int
 	names map[string]string // metric keys seen, so each is allocated once
+	err   error             // set when the input was in the subset but invalid
 }
 
 func (p *parser) ws() {
@@ -471,12 +455,14 @@ func ParseMetricsPayload(b []byte) (MetricsLoggedV1, bool) {
 	return pl, true
 }
 
-// decodeMetrics decodes a version 1 metrics_logged event on the fast path.
+// decodeMetrics decodes a metrics_logged event (version 1, upcast, or 2) on
+// the fast path.
 func decodeMetrics(b []byte) (Event, bool) {
 	p := parser{b: b}
 	var e Event
 	var seen uint16
-	var pl MetricsLoggedV1
+	var version int64
+	var pl MetricsLoggedV2
 	once := func(bit uint16) bool {
 		if seen&bit != 0 {
 			return false
@@ -505,9 +491,10 @@ func decodeMetrics(b []byte) (Event, bool) {
 			return true
 		case "v":
 			v, ok := p.int64()
-			if !ok || !once(4) || v != 1 {
+			if !ok || !once(4) || v != 1 && v != 2 {
 				return false
 			}
+			version = v
 			return true
 		case "entity":
 			return str(&e.Entity, 8)
@@ -527,35 +514,119 @@ func decodeMetrics(b []byte) (Event, bool) {
 			}
 			return e.Time.UnmarshalJSON(p.b[start:p.i]) == nil
 		case "payload":
-			if seen&2 == 0 || !once(512) { // the type must come first
+			if seen&(2|4) != 2|4 || !once(512) { // the type and version must come first
 				return false
 			}
-			var ok bool
-			pl, ok = p.payload()
-			return ok
+			return p.metricsPayload(version, &pl)
 		}
 		return false
 	})
 	if !ok || !p.end() || seen&(2|4|512) != 2|4|512 {
 		return Event{}, false
 	}
-	if ti := registry[MetricsLogged]; ti == nil || ti.version != 1 {
+	if ti := registry[MetricsLogged]; ti == nil || ti.version != 2 {
 		return Event{}, false
 	}
-	e.Version = 1
+	e.Version = 2
 	e.Payload = pl
 	return e, true
 }
 
-// metricsSizeHint estimates the encoded size of an event with payload pl
-// from its first row.
-func metricsSizeHint(pl MetricsLoggedV1) int {
-	if len(pl.Rows) == 0 {
-		return 512
+// metricsPayload reads the payload of a metrics_logged event of version v
+// into pl, upcasting version 1 rows to columns.
+func (p *parser) metricsPayload(v int64, pl *MetricsLoggedV2) bool {
+	if v == 2 {
+		var ok bool
+		*pl, ok = p.columns()
+		return ok
 	}
-	per := 48
-	for k := range pl.Rows[0].Values {
-		per += len(k) + 24
+	v1, ok := p.payload()
+	if !ok {
+		return false
 	}
-	return 512 + len(pl.Rows)*per
+	var err error
+	*pl, err = FromRows(v1.Rows)
+	return err == nil
 }
+
+// ParseRowsBody reads the JSON body of the HTTP log API, {"rows":[{"step":
+// S,"time":T,"values":{...}}]}, straight into columns: no map per row, each
+// value parsed once. A row without a time (or time 0) gets now. ok is false
+// when the body is outside the fast path's subset (escapes, fields in
+// another order, nulls, ...): decode it with encoding/json into a
+// MetricsLoggedV1 then. err is set for a body in the subset that is not a
+// valid batch (steps that do not increase).
+func ParseRowsBody(body []byte, now float64) (_ MetricsLoggedV2, ok bool, err error) {
+	p := parser{b: body}
+	var b Builder
+	seen := false
+	ok = p.object(func(k []byte) bool {
+		if string(k) != "rows" || seen || !p.eat('[') {
+			return false
+		}
+		seen = true
+		if p.eat(']') {
+			return true
+		}
+		for {
+			if !p.rowInto(&b, now) {
+				return false
+			}
+			if p.eat(',') {
+				continue
+			}
+			return p.eat(']')
+		}
+	})
+	if !ok || !seen || !p.end() {
+		return MetricsLoggedV2{}, false, nil
+	}
+	m, err := b.Build()
+	return m, true, err
+}
+
+// rowInto reads one row into b: step first, then time and values in
+// either order (the values start the builder's row).
+func (p *parser) rowInto(b *Builder, now float64) bool {
+	var step int64
+	t := now
+	var seen [3]bool
+	ok := p.object(func(k []byte) bool {
+		var ok bool
+		switch string(k) {
+		case "step":
+			if seen[0] || seen[2] {
+				return false
+			}
+			seen[0] = true
+			step, ok = p.int64()
+		case "time":
+			if seen[1] {
+				return false
+			}
+			seen[1] = true
+			if t, ok = p.float(); ok && t == 0 {
+				t = now
+			}
+			if seen[2] { // the row has started
+				b.SetTime(t)
+			}
+		case "values":
+			if !seen[0] || seen[2] || p.next() != '{' {
+				return false
+			}
+			seen[2] = true
+			b.Row(step, t)
+			ok = p.object(func(k []byte) bool {
+				v, ok := p.value()
+				if ok {
+					b.ValueBytes(k, float64(v))
+				}
+				return ok
+			})
+		}
+		return ok
+	})
+	return ok && seen[2]
+}
+

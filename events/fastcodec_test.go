@@ -11,26 +11,26 @@ import (
 )
 
 // slowDecode is Decode without the fast path.
-func slowDecode(b []byte) (Event, error) {
-	var env envelope
-	if err := json.Unmarshal(b, &env); err != nil {
-		return Event{}, err
-	}
-	var p MetricsLoggedV1
-	if err := json.Unmarshal(env.Payload, &p); err != nil {
-		return Event{}, err
-	}
-	return Event{ID: env.ID, Type: env.Type, Version: env.Version, Entity: env.Entity, Project: env.Project,
-		Run: env.Run, Actor: env.Actor, Time: env.Time, Cause: env.Cause, Payload: p}, nil
-}
+func slowDecode(b []byte) (Event, error) { return decodeGeneric(b) }
 
-// slowEncode is Encode without the fast path.
+// slowEncode is Encode without the fast path (encoding/json and the
+// payload's MarshalJSON).
 func slowEncode(e Event) ([]byte, error) {
 	p, err := json.Marshal(e.Payload)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(envelope{ID: e.ID, Type: e.Payload.EventType(), Version: 1, Entity: e.Entity, Project: e.Project,
+	return json.Marshal(envelope{ID: e.ID, Type: e.Payload.EventType(), Version: CurrentVersion(e.Payload.EventType()), Entity: e.Entity,
+		Project: e.Project, Run: e.Run, Actor: e.Actor, Time: e.Time.UTC(), Cause: e.Cause, Payload: p})
+}
+
+// encodeV1 writes an event of version 1, as old logs hold them.
+func encodeV1(e Event, pl MetricsLoggedV1) ([]byte, error) {
+	p, err := json.Marshal(pl)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(envelope{ID: e.ID, Type: MetricsLogged, Version: 1, Entity: e.Entity, Project: e.Project,
 		Run: e.Run, Actor: e.Actor, Time: e.Time.UTC(), Cause: e.Cause, Payload: p})
 }
 
@@ -39,12 +39,10 @@ var oddFloats = []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-7, 1e-6, 9.99e
 
 var oddKeys = []string{"loss", "train/loss", "a.b", "é", "x<y", "a&b", "q\"uote", "back\\slash", "tab\t", "\u2028", "日本", "_x", "z"}
 
-func randomMetrics(rng *rand.Rand) Event {
-	e := benchMetrics(0, 0)
-	e.Run = []string{"", "01JDX0000000000000000000AA"}[rng.IntN(2)]
-	e.Cause = []string{"", "c<1>"}[rng.IntN(2)]
-	e.Time = time.Unix(rng.Int64N(4e9), rng.Int64N(1e9))
+// randomRows returns rows with steps increasing, odd keys and values.
+func randomRows(rng *rand.Rand) []Row {
 	rows := make([]Row, rng.IntN(5))
+	step := rng.Int64N(1<<62) - 1<<61
 	for i := range rows {
 		var vals map[string]Value
 		if rng.IntN(8) > 0 {
@@ -62,22 +60,37 @@ func randomMetrics(rng *rand.Rand) Event {
 				vals[oddKeys[rng.IntN(len(oddKeys))]] = Value(v)
 			}
 		}
-		t := oddFloats[rng.IntN(len(oddFloats))]
-		rows[i] = Row{Step: rng.Int64N(1<<62) - 1<<61, Time: t, Values: vals}
+		step += 1 + rng.Int64N([]int64{1, 3, 1 << 20}[rng.IntN(3)])
+		rows[i] = Row{Step: step, Time: oddFloats[rng.IntN(len(oddFloats))], Values: vals}
 	}
 	if rng.IntN(10) == 0 {
 		rows = nil
 	}
-	e.Payload = MetricsLoggedV1{Rows: rows}
-	return e
+	return rows
+}
+
+// randomMetrics returns a metrics event of random rows and its rows.
+func randomMetrics(rng *rand.Rand) (Event, []Row) {
+	e := benchMetrics(0, 0)
+	e.Run = []string{"", "01JDX0000000000000000000AA"}[rng.IntN(2)]
+	e.Cause = []string{"", "c<1>"}[rng.IntN(2)]
+	e.Time = time.Unix(rng.Int64N(4e9), rng.Int64N(1e9))
+	rows := randomRows(rng)
+	pl, err := FromRows(rows)
+	if err != nil {
+		panic(err)
+	}
+	e.Payload = pl
+	return e, rows
 }
 
 // TestFastEncodeIsEncodingJSON: the fast encoder writes exactly what
-// encoding/json writes.
+// encoding/json writes; the v1 payload encoder too (the client and the
+// corpus of old events use it).
 func TestFastEncodeIsEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	for i := range 20000 {
-		e := randomMetrics(rng)
+		e, rows := randomMetrics(rng)
 		want, err := slowEncode(e)
 		if err != nil {
 			t.Fatal(err)
@@ -89,12 +102,21 @@ func TestFastEncodeIsEncodingJSON(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
 		}
+		want, _ = json.Marshal(MetricsLoggedV1{Rows: rows})
+		if got, ok := AppendMetricsPayload(nil, MetricsLoggedV1{Rows: rows}); !ok || !bytes.Equal(got, want) {
+			t.Fatalf("v1 case %d:\n got %s\nwant %s", i, got, want)
+		}
 	}
 	// A non-finite row time fails as encoding/json fails.
-	e := benchMetrics(1, 1)
-	e.Payload.(MetricsLoggedV1).Rows[0].Time = math.NaN()
-	if _, err := Encode(e); err == nil {
+	if _, ok := AppendMetricsPayload(nil, MetricsLoggedV1{Rows: []Row{{Time: math.NaN()}}}); ok {
 		t.Error("a NaN row time encoded")
+	}
+	if _, err := FromRows([]Row{{Time: math.Inf(1)}}); err == nil {
+		t.Error("an infinite row time built")
+	}
+	// An old version's payload is not written under the current version.
+	if _, err := Encode(Event{Payload: MetricsLoggedV1{}}); err == nil {
+		t.Error("a v1 payload encoded")
 	}
 }
 
@@ -104,11 +126,15 @@ func TestFastDecodeIsEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	inputs := [][]byte{}
 	for range 5000 {
-		b, _ := Encode(randomMetrics(rng))
-		inputs = append(inputs, b)
-		var pretty bytes.Buffer
-		_ = json.Indent(&pretty, b, " ", "\t")
-		inputs = append(inputs, pretty.Bytes())
+		e, rows := randomMetrics(rng)
+		b, _ := Encode(e)
+		v1, _ := encodeV1(e, MetricsLoggedV1{Rows: rows})
+		for _, b := range [][]byte{b, v1} {
+			inputs = append(inputs, b)
+			var pretty bytes.Buffer
+			_ = json.Indent(&pretty, b, " ", "\t")
+			inputs = append(inputs, pretty.Bytes())
+		}
 	}
 	for _, s := range []string{
 		`{"id":"a","type":"metrics_logged","v":1,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":[{"values":{"x":true,"y":false,"z":"nan","w":"-inf","v":"+Infinity"},"time":1e3,"step":7}]}}`,
@@ -133,6 +159,10 @@ func TestFastDecodeIsEncodingJSON(t *testing.T) {
 		`{"id":"a","payload":{"rows":[]},"type":"metrics_logged","v":1,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z"}`,
 		`{"id":"a","type":"run_finished","v":1,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{}}`,
 		`{"id":"a","type":"metrics_logged","v":2,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":[]}}`,
+		`{"id":"a","type":"metrics_logged","v":3,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":0,"first":0,"last":0,"keys":[],"cols":""}}`,
+		`{"id":"a","type":"metrics_logged","v":2,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":0,"first":0,"last":0,"keys":["\u0041"],"cols":""}}`,
+		`{"id":"a","type":"metrics_logged","v":2,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":1,"first":0,"last":0,"keys":[],"cols":"AA=="}}`,
+		`{"id":"a","type":"metrics_logged","v":1,"entity":"e","actor":"a","time":"2026-11-27T12:00:00Z","payload":{"rows":[{"step":2},{"step":1}]}}`,
 		"{\"id\":\"a\xff\",\"type\":\"metrics_logged\",\"v\":1,\"entity\":\"e\",\"actor\":\"a\",\"time\":\"2026-11-27T12:00:00Z\",\"payload\":{\"rows\":[]}}",
 	} {
 		if _, ok := decodeMetrics([]byte(s)); ok {
@@ -158,23 +188,9 @@ func checkFastDecode(t *testing.T, b []byte) {
 	fb, _ := slowEncode(fast)
 	sb, _ := slowEncode(slow)
 	if !bytes.Equal(fb, sb) || !fast.Time.Equal(slow.Time) || fast.Time.Location().String() != slow.Time.Location().String() ||
-		!sameShape(fast.Payload.(MetricsLoggedV1), slow.Payload.(MetricsLoggedV1)) {
+		!reflect.DeepEqual(fast.Payload, slow.Payload) {
 		t.Fatalf("fast and encoding/json differ on %s:\nfast %s\nslow %s", b, fb, sb)
 	}
-}
-
-// sameShape compares nil-ness of rows and value maps, which encodings hide
-// for empty ones.
-func sameShape(a, b MetricsLoggedV1) bool {
-	if (a.Rows == nil) != (b.Rows == nil) || len(a.Rows) != len(b.Rows) {
-		return false
-	}
-	for i := range a.Rows {
-		if (a.Rows[i].Values == nil) != (b.Rows[i].Values == nil) {
-			return false
-		}
-	}
-	return reflect.TypeOf(a) == reflect.TypeOf(b)
 }
 
 // FuzzFastDecode: on any input the fast path accepts, it agrees with
@@ -182,41 +198,11 @@ func sameShape(a, b MetricsLoggedV1) bool {
 func FuzzFastDecode(f *testing.F) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	for range 20 {
-		b, _ := Encode(randomMetrics(rng))
+		e, rows := randomMetrics(rng)
+		b, _ := Encode(e)
 		f.Add(b)
+		v1, _ := encodeV1(e, MetricsLoggedV1{Rows: rows})
+		f.Add(v1)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkFastDecode(t, b) })
-}
-
-// TestEncodeMetricsWith: an event built around a payload's JSON is Encode's
-// bytes for a canonical payload, and decodes to the same event for any
-// layout ParseMetricsPayload accepts.
-func TestEncodeMetricsWith(t *testing.T) {
-	rng := rand.New(rand.NewPCG(10, 10))
-	for range 2000 {
-		e := randomMetrics(rng)
-		pl := e.Payload.(MetricsLoggedV1)
-		if pl.Rows == nil {
-			continue
-		}
-		payload, _ := AppendMetricsPayload(nil, pl)
-		want, _ := Encode(e)
-		got, ok := EncodeMetricsWith(e, payload)
-		if !ok || !bytes.Equal(got, want) {
-			t.Fatalf("\n got %s\nwant %s", got, want)
-		}
-		var pretty bytes.Buffer
-		_ = json.Indent(&pretty, payload, "", "  ")
-		if _, ok := ParseMetricsPayload(pretty.Bytes()); !ok {
-			continue
-		}
-		got, _ = EncodeMetricsWith(e, pretty.Bytes())
-		back, err := Decode(got)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := Encode(back); !bytes.Equal(b, want) {
-			t.Fatalf("\n got %s\nwant %s", b, want)
-		}
-	}
 }

@@ -173,7 +173,8 @@ type Row struct {
 }
 
 // MetricsLoggedV1 carries a batch of history rows of one run, steps strictly
-// increasing.
+// increasing. Old logs hold it; it decodes as MetricsLoggedV2 (upcast), and
+// the HTTP edge still reads a JSON log body in its shape.
 type MetricsLoggedV1 struct {
 	Rows []Row `json:"rows"`
 }

@@ -10,6 +10,14 @@ var sampleTime = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func strp(s string) *string { return &s }
 
+func mustRows(rows []Row) MetricsLoggedV2 {
+	m, err := FromRows(rows)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
 // samples holds one example event of every registered type; the golden test
 // fails for a type without one. Add a sample with every new event type.
 var samples = []Event{
@@ -30,10 +38,10 @@ var samples = []Event{
 		Tags: []string{"baseline", "unet"}, Config: json.RawMessage(`{"learning_rate":0.001,"optimizer":{"name":"adam"}}`)}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunResumedV1{RunID: "01JDX0000000000000000000AA", Config: json.RawMessage(`{"epochs":20}`)}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunUpdatedV1{Name: strp("my-run-renamed"), AddTags: []string{"best"}, RemoveTags: []string{"baseline"}}},
-	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: MetricsLoggedV1{Rows: []Row{
+	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: mustRows([]Row{
 		{Step: 0, Time: 1795779452.902, Values: map[string]Value{"loss": 0.5, "accuracy": 0.8}},
 		{Step: 1, Time: 1795779453.5, Values: map[string]Value{"loss": Value(math.NaN()), "grad_norm": Value(math.Inf(1))}},
-	}}},
+	})},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: SummaryUpdatedV1{Values: map[string]Value{"best_accuracy": 0.85}}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunFinishedV1{ExitCode: 0, State: StateFinished}},
 	{Entity: "your-team-name", Project: "awesome-segmentation", Run: "01JDX0000000000000000000AA", Payload: RunCrashedV1{LastSeen: 1795779453.5}},
