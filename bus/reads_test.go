@@ -54,8 +54,8 @@ func readers(t *testing.T) map[string]query.Reader {
 		{Type: events.KeyCreated, Entity: "alice", Payload: events.KeyCreatedV1{Username: "alice", KeyID: "k1", Hash: policy.HashKey(aliceKey)}},
 		{Type: events.ProjectCreated, Entity: "alice", Project: "p", Payload: events.ProjectCreatedV1{Name: "p"}},
 		{Type: events.RunStarted, Entity: "alice", Project: "p", Run: "r1", Payload: events.RunStartedV1{RunID: "r1", Name: "r1", Config: json.RawMessage(`{"lr":0.1}`)}},
-		{Type: events.MetricsLogged, Entity: "alice", Project: "p", Run: "r1", Payload: events.MetricsLoggedV1{Rows: rows[:2500]}},
-		{Type: events.MetricsLogged, Entity: "alice", Project: "p", Run: "r1", Payload: events.MetricsLoggedV1{Rows: rows[2500:]}},
+		{Type: events.MetricsLogged, Entity: "alice", Project: "p", Run: "r1", Payload: events.MustRows(rows[:2500])},
+		{Type: events.MetricsLogged, Entity: "alice", Project: "p", Run: "r1", Payload: events.MustRows(rows[2500:])},
 	}
 	for i, e := range log {
 		e.ID, e.Actor, e.Time = events.NewID(at), "alice", at.Add(time.Duration(i)*time.Second)

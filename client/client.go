@@ -333,10 +333,13 @@ func (r *Run) flush(all bool) (sent bool) {
 
 		id := events.NewID(time.Now())
 		path := "/api/v1/projects/" + r.Entity + "/" + r.Project + "/runs/" + r.ID + "/log"
-		// The body {"rows": [...]} is the metrics payload's encoding.
+		// The batch goes in columns (events.ColumnsMediaType), which the
+		// server checks and passes on without parsing a value; rows it
+		// cannot hold (steps that do not increase) go as JSON, for the
+		// server to refuse with its reasons.
 		var body any = map[string]any{"rows": batch}
-		if b, ok := events.AppendMetricsPayload(nil, events.MetricsLoggedV1{Rows: batch}); ok {
-			body = json.RawMessage(b)
+		if cols, err := events.FromRows(batch); err == nil {
+			body = columnsBody(cols.AppendBody(nil))
 		}
 		// Retried until accepted or refused: Log keeps buffering meanwhile.
 		err := r.c.do(context.Background(), "POST", path, id, body, nil)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/logbook/logbook/events"
 )
 
 // Backoff between attempts that got no Retry-After: exponential from
@@ -23,13 +25,23 @@ const (
 	maxRetryAfter = 5 * time.Minute
 )
 
-// do sends a JSON request until it succeeds, fails in a way no retry can
+// columnsBody is a request body of binary metric columns
+// (events.ColumnsMediaType).
+type columnsBody []byte
+
+// do sends a JSON request (or a columnsBody) until it succeeds, fails in a way no retry can
 // fix, or ctx ends. Every attempt carries the same Idempotency-Key key, so
 // Logbook applies the request at most once. It is the client's only retry
 // loop.
 func (c *conn) do(ctx context.Context, method, path, key string, body, out any) error {
-	b, ok := body.(json.RawMessage)
-	if !ok {
+	contentType := "application/json"
+	var b []byte
+	switch x := body.(type) {
+	case json.RawMessage:
+		b = x
+	case columnsBody:
+		b, contentType = x, events.ColumnsMediaType
+	default:
 		var err error
 		if b, err = json.Marshal(body); err != nil {
 			return fmt.Errorf("logbook: encode request: %w", err)
@@ -37,7 +49,7 @@ func (c *conn) do(ctx context.Context, method, path, key string, body, out any) 
 	}
 	var last error // the last failure that was not cut short by ctx
 	for attempt := 1; ; attempt++ {
-		err := c.send(ctx, method, path, key, b, out)
+		err := c.send(ctx, method, path, key, contentType, b, out)
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -59,13 +71,13 @@ func (c *conn) do(ctx context.Context, method, path, key string, body, out any) 
 
 // send makes one attempt. A network failure is a *netError; an answer of
 // 300 or more an *APIError.
-func (c *conn) send(ctx context.Context, method, path, key string, body []byte, out any) error {
+func (c *conn) send(ctx context.Context, method, path, key, contentType string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("logbook: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -238,3 +238,13 @@ func stepRange(rows int, bin []byte) (first, last int64) {
 	}
 	return first, last
 }
+
+// MustRows is FromRows for tests and tools: it panics on rows that are not
+// a batch.
+func MustRows(rows []Row) MetricsLoggedV2 {
+	m, err := FromRows(rows)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}

@@ -629,4 +629,3 @@ func (p *parser) rowInto(b *Builder, now float64) bool {
 	})
 	return ok && seen[2]
 }
-

@@ -104,7 +104,7 @@ func TestTextAndStepBounds(t *testing.T) {
 	defer nc.Close()
 	p := events.Event{ID: events.NewID(time.Now()), Actor: "bob", Time: time.Now().UTC(), Entity: "bob", Project: "p", Run: "r1",
 		Type: events.MetricsLogged, Version: events.CurrentVersion(events.MetricsLogged),
-		Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 1<<53 - 1, Time: 1, Values: map[string]events.Value{"KEYX": 1}}}}}
+		Payload: events.MustRows([]events.Row{{Step: 1<<53 - 1, Time: 1, Values: map[string]events.Value{"KEYX": 1}}})}
 	data, err := events.Encode(p)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -366,39 +367,62 @@ func (h *Writes) logMetrics(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	body, raw, err := readRows(c)
+	rows, err := readRows(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	out, err := h.Ingest.LogRows(c.r.Context(), c.actor.Username, c.id, entity, project, run, body.Rows, raw)
+	out, err := h.Ingest.LogRows(c.r.Context(), c.actor.Username, c.id, entity, project, run, rows)
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, out, nil
 }
 
-// readRows reads a log request's body, {"rows": [...]}, on the events
-// package's fast path, and returns it also as raw bytes (to pass through
-// into the proposal); a body outside the fast path (or a broken one) is
-// read by ReadJSON, which reports what is wrong with it, and raw is
-// nil.
-func readRows(c *call) (_ events.MetricsLoggedV1, raw []byte, _ error) {
+// readRows reads a log request's body into columns, parsing it once:
+// either the JSON body {"rows": [...]} (read straight into columns; what
+// the fast path does not take, encoding/json reads) with missing times
+// filled with now, or the binary columns (Content-Type
+// events.ColumnsMediaType) as the Go client sends them, checked for
+// structure and passed on without parsing a value.
+func readRows(c *call) (events.MetricsLoggedV2, error) {
 	data, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return events.MetricsLoggedV1{}, nil, TooLarge(MaxBody)
+		return events.MetricsLoggedV2{}, TooLarge(MaxBody)
 	}
 	if err != nil {
-		return events.MetricsLoggedV1{}, nil, errs.New(errs.Invalid, "invalid_json", "cannot read request body: %v", err)
+		return events.MetricsLoggedV2{}, errs.New(errs.Invalid, "invalid_json", "cannot read request body: %v", err)
+	}
+	if mt, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type")); mt == events.ColumnsMediaType {
+		m, err := events.ParseBody(data)
+		if err != nil {
+			return m, errs.New(errs.Invalid, "invalid_columns", "%v", err)
+		}
+		return m, nil
 	}
 	if err := events.CheckJSONText(data); err != nil {
-		return events.MetricsLoggedV1{}, nil, errs.New(errs.Invalid, "invalid_utf8", "%v", err)
+		return events.MetricsLoggedV2{}, errs.New(errs.Invalid, "invalid_utf8", "%v", err)
 	}
-	if pl, ok := events.ParseMetricsPayload(data); ok {
-		return pl, data, nil
+	now := float64(time.Now().UnixMicro()) / 1e6 // a row without a wall time was logged now
+	m, ok, err := events.ParseRowsBody(data, now)
+	if !ok {
+		var body events.MetricsLoggedV1
+		if err := DecodeJSON(data, &body); err != nil {
+			return m, err
+		}
+		for i := range body.Rows {
+			if body.Rows[i].Time == 0 {
+				body.Rows[i].Time = now
+			}
+		}
+		m, err = events.FromRows(body.Rows)
 	}
-	var body events.MetricsLoggedV1
-	return body, nil, DecodeJSON(data, &body)
+	if err != nil {
+		// What the columns cannot hold (steps that do not increase) is
+		// refused here, as the policy refuses an invalid batch.
+		return m, errs.New(errs.Invalid, string(policy.CodeInvalid), "%v", err)
+	}
+	return m, nil
 }
 
 func (h *Writes) heartbeat(c *call) (int, any, error) {

@@ -98,18 +98,10 @@ func (d *Decider) observe(typ events.Type, result, reason string, points int) {
 
 // points counts the metric values of a metrics_logged event.
 func points(e events.Event) int {
-	var rows []events.Row
-	switch pl := e.Payload.(type) {
-	case events.MetricsLoggedV1:
-		rows = pl.Rows
-	case *events.MetricsLoggedV1:
-		rows = pl.Rows
+	if pl, ok := e.Payload.(events.MetricsLoggedV2); ok {
+		return pl.Points()
 	}
-	n := 0
-	for _, r := range rows {
-		n += len(r.Values)
-	}
-	return n
+	return 0
 }
 
 // Seed is the first site admin of an installation.

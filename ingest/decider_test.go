@@ -232,7 +232,7 @@ func TestResentAfterDuplicateWindow(t *testing.T) {
 	_, evs := e.log()
 	run := evs[len(evs)-1].Run
 	invite := e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.MemberInvitedV1{Username: "dave", Role: events.RoleViewer}})
-	batch := e.propose("alice", events.Event{Entity: "alice", Project: "p", Run: run, Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 0, Values: map[string]events.Value{"loss": 1}}}}})
+	batch := e.propose("alice", events.Event{Entity: "alice", Project: "p", Run: run, Payload: events.MustRows([]events.Row{{Step: 0, Values: map[string]events.Value{"loss": 1}}})})
 	e.drained()
 	stop()
 	_, before := e.log()

@@ -27,7 +27,7 @@ func batchOf(run string, from int64, rows int) events.Event {
 	}
 	// As the edge builds it (ingest.Service.LogRows): no type or version.
 	return events.Event{Actor: "alice",
-		Entity: "alice", Project: "p", Run: run, Payload: events.MetricsLoggedV1{Rows: rs}}
+		Entity: "alice", Project: "p", Run: run, Payload: events.MustRows(rs)}
 }
 
 // TestBulkLaneBoundedAndOrdered: with the decider down, metric batches

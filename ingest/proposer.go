@@ -98,8 +98,8 @@ var MaxHold = time.Second
 type Holding struct{ *Service }
 
 // LogRows is Service.LogRows with HoldWhenFull.
-func (h Holding) LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (Outcome, error) {
-	return h.Service.LogRows(HoldWhenFull(ctx), actor, id, entity, project, run, rows, raw)
+func (h Holding) LogRows(ctx context.Context, actor, id, entity, project, run string, rows events.MetricsLoggedV2) (Outcome, error) {
+	return h.Service.LogRows(HoldWhenFull(ctx), actor, id, entity, project, run, rows)
 }
 
 // Proposer publishes proposals to the inbox stream on behalf of an
@@ -134,29 +134,12 @@ func (pr *Proposer) Propose(ctx context.Context, p events.Event, wait bool) (Out
 	return pr.propose(ctx, p, data, wait)
 }
 
-// ProposeMetrics is Propose for a metrics_logged proposal whose payload's
-// JSON is payload, as events.ParseMetricsPayload accepted it (the body of a
-// log request): it is passed through, not encoded again.
-func (pr *Proposer) ProposeMetrics(ctx context.Context, p events.Event, payload []byte, wait bool) (Outcome, error) {
-	if p.ID == "" {
-		p.ID = events.NewID(time.Now())
-	}
-	if p.Time.IsZero() {
-		p.Time = time.Now().UTC()
-	}
-	data, ok := events.EncodeMetricsWith(p, payload)
-	if !ok {
-		return pr.Propose(ctx, p, wait)
-	}
-	return pr.propose(ctx, p, data, wait)
-}
-
 func (pr *Proposer) propose(ctx context.Context, p events.Event, data []byte, wait bool) (Outcome, error) {
 	if len(data) > bus.MaxPayload-4096 {
 		return Outcome{}, fmt.Errorf("the request is %d bytes once encoded; the limit is %d", len(data), bus.MaxPayload-4096)
 	}
 	msg := bus.Msg{Subject: pr.subj.Proposal(p.Actor, p), ID: p.ID, Data: data}
-	_, metrics := p.Payload.(events.MetricsLoggedV1)
+	_, metrics := p.Payload.(events.MetricsLoggedV2)
 	if !wait && metrics && events.ValidateRunID(p.Run) == nil {
 		// A batch the edge's dry run accepted: its run is known (its start
 		// is decided), so it may take the bulk lane (see bus.BulkStream).

@@ -63,12 +63,10 @@ func (s *Service) Authenticate(key string) (*policy.User, error) {
 // in. A refusal is returned both as the outcome's Rejection and as the
 // error (its coded form); other errors are failures of Logbook itself.
 func (s *Service) Submit(ctx context.Context, p events.Event, mode Mode) (Outcome, error) {
-	return s.submit(ctx, p, nil, mode)
+	return s.submit(ctx, p, mode)
 }
 
-// submit is Submit; raw, when not nil, is the JSON of a metrics payload,
-// passed through into the proposal.
-func (s *Service) submit(ctx context.Context, p events.Event, raw []byte, mode Mode) (Outcome, error) {
+func (s *Service) submit(ctx context.Context, p events.Event, mode Mode) (Outcome, error) {
 	now := time.Now()
 	if p.ID == "" {
 		p.ID = events.NewID(now)
@@ -89,13 +87,7 @@ func (s *Service) submit(ctx context.Context, p events.Event, raw []byte, mode M
 		}
 		wait = wait || mode == SkipNoop
 	}
-	var out Outcome
-	var err error
-	if raw != nil {
-		out, err = s.Proposer.ProposeMetrics(ctx, p, raw, wait)
-	} else {
-		out, err = s.Proposer.Propose(ctx, p, wait)
-	}
+	out, err := s.Proposer.Propose(ctx, p, wait)
 	if err != nil {
 		return out, err
 	}
@@ -118,20 +110,11 @@ func (s *Service) Check(p events.Event) policy.Decision {
 	return d
 }
 
-// LogRows queues a batch of rows for a run on behalf of actor; raw, when
-// not nil, is the JSON of the rows' payload, passed through into the
-// proposal unless a row's time is filled in here.
-func (s *Service) LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (Outcome, error) {
-	now := time.Now().UTC()
-	for i := range rows {
-		if rows[i].Time == 0 { // a row without a wall time was logged now
-			rows[i].Time = float64(now.UnixMicro()) / 1e6
-			raw = nil
-		}
-	}
-	p := events.Event{ID: id, Actor: actor, Time: now, Entity: entity, Project: project, Run: run,
-		Payload: events.MetricsLoggedV1{Rows: rows}}
-	return s.submit(ctx, p, raw, Queue)
+// LogRows queues a batch of rows, in columns, for a run on behalf of
+// actor. The edge that parsed the client's format filled in missing times.
+func (s *Service) LogRows(ctx context.Context, actor, id, entity, project, run string, rows events.MetricsLoggedV2) (Outcome, error) {
+	p := events.Event{ID: id, Actor: actor, Time: time.Now().UTC(), Entity: entity, Project: project, Run: run, Payload: rows}
+	return s.submit(ctx, p, Queue)
 }
 
 // Heartbeat reports that a run's process is alive on behalf of actor. The

@@ -25,7 +25,7 @@ func BenchmarkDecideMetrics(b *testing.B) {
 		}
 		rs[i] = events.Row{Step: int64(5 + i), Time: 1795779452.902 + float64(i), Values: v}
 	}
-	p := onRun("bob", "r1", events.MetricsLoggedV1{Rows: rs})
+	p := onRun("bob", "r1", events.MustRows(rs))
 	p.ID = events.NewID(t0)
 	p.Time = t0
 	if d := Decide(s, p); d.Rejection != nil || len(d.Events) != 1 {

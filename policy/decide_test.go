@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,16 +56,24 @@ func world() []events.Event {
 		in("alice", events.MemberJoinedV1{Username: "bob", Role: events.RoleMember}),
 		in("alice", events.MemberJoinedV1{Username: "carol", Role: events.RoleViewer}),
 		onRun("bob", "r1", events.RunStartedV1{RunID: "r1", Name: "my-run"}),
-		onRun("bob", "r1", events.MetricsLoggedV1{Rows: []events.Row{{Step: 4, Values: map[string]events.Value{"loss": 1}}}}),
+		onRun("bob", "r1", events.MustRows([]events.Row{{Step: 4, Values: map[string]events.Value{"loss": 1}}})),
 	}
 }
 
-func rows(steps ...int64) events.MetricsLoggedV1 {
+func rows(steps ...int64) events.MetricsLoggedV2 {
 	var out []events.Row
 	for _, s := range steps {
 		out = append(out, events.Row{Step: s, Values: map[string]events.Value{"loss": events.Value(s)}})
 	}
-	return events.MetricsLoggedV1{Rows: out}
+	return events.MustRows(out)
+}
+
+func manyValues(n int) map[string]events.Value {
+	m := make(map[string]events.Value, n)
+	for i := range n {
+		m["m"+strconv.Itoa(i)] = 1
+	}
+	return m
 }
 
 func TestDecide(t *testing.T) {
@@ -114,13 +124,23 @@ func TestDecide(t *testing.T) {
 		{name: "owner logs", when: onRun("bob", "r1", rows(5, 6)), types: []events.Type{events.MetricsLogged}},
 		{name: "rows at or below the last step are dropped", when: onRun("bob", "r1", rows(3, 4, 5)), types: []events.Type{events.MetricsLogged},
 			check: func(t *testing.T, d Decision) {
-				if got := d.Events[0].Payload.(events.MetricsLoggedV1).Rows; len(got) != 1 || got[0].Step != 5 || d.Dropped != 2 {
+				if got := d.Events[0].Payload.(events.MetricsLoggedV2).Rows(); len(got) != 1 || got[0].Step != 5 || d.Dropped != 2 {
 					t.Errorf("kept %+v, dropped %d; want step 5 kept, 2 dropped", got, d.Dropped)
 				}
 			}},
 		{name: "a re-sent batch is accepted with nothing new", when: onRun("bob", "r1", rows(4)), types: nil},
-		{name: "steps must increase within a batch", when: onRun("bob", "r1", rows(7, 6)), code: CodeInvalid},
-		{name: "reserved metric key", when: onRun("bob", "r1", events.MetricsLoggedV1{Rows: []events.Row{{Step: 9, Values: map[string]events.Value{"_step": 1}}}}), code: CodeInvalid},
+		{name: "a batch after the last step is appended as it came", when: onRun("bob", "r1", rows(5, 6)), types: []events.Type{events.MetricsLogged},
+			check: func(t *testing.T, d Decision) {
+				if got, want := d.Events[0].Payload.(events.MetricsLoggedV2).Columns(), rows(5, 6).Columns(); !bytes.Equal(got, want) {
+					t.Errorf("columns %x, want %x", got, want)
+				}
+			}},
+		{name: "steps must be in range", when: onRun("bob", "r1", rows(7, 1<<54)), code: CodeInvalid},
+		{name: "a row without values", when: onRun("bob", "r1", events.MustRows([]events.Row{{Step: 9, Values: map[string]events.Value{"x": 1}}, {Step: 10}})), code: CodeInvalid},
+		{name: "too many metrics in a row", when: onRun("bob", "r1", events.MustRows([]events.Row{{Step: 9, Values: manyValues(events.MaxMetricsPerRow + 1)}})), code: CodeInvalid},
+		{name: "many metrics, none too many in a row", when: onRun("bob", "r1", events.MustRows([]events.Row{{Step: 9, Values: manyValues(events.MaxMetricsPerRow)}, {Step: 10, Values: map[string]events.Value{"other": 1}}})),
+			types: []events.Type{events.MetricsLogged}},
+		{name: "reserved metric key", when: onRun("bob", "r1", events.MustRows([]events.Row{{Step: 9, Values: map[string]events.Value{"_step": 1}}})), code: CodeInvalid},
 		{name: "admin may log to any run", when: onRun("alice", "r1", rows(9)), types: []events.Type{events.MetricsLogged}},
 		{name: "another member's run is refused", given: []events.Event{in("alice", events.MemberJoinedV1{Username: "dave", Role: events.RoleMember}), user("dave", "")},
 			when: onRun("dave", "r1", rows(9)), code: CodeRunNotYours},

@@ -138,7 +138,7 @@ func proposalCases() []proposalCase {
 	}
 	runWrites := []events.Payload{
 		events.RunUpdatedV1{Name: &name},
-		events.MetricsLoggedV1{Rows: []events.Row{{Step: 1, Values: map[string]events.Value{"loss": 1}}}},
+		events.MustRows([]events.Row{{Step: 1, Values: map[string]events.Value{"loss": 1}}}),
 		events.SummaryUpdatedV1{Values: map[string]events.Value{"loss": 1}},
 		events.RunFinishedV1{},
 		events.RunDeletedV1{},

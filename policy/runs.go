@@ -62,19 +62,22 @@ func resumeRun(pr *proposal, pl events.RunStartedV1, existing *Run) Decision {
 }
 
 // decideMetrics keeps the rows after the run's last step; the others are
-// counted as dropped (a re-sent batch).
-func decideMetrics(pr *proposal, pl events.MetricsLoggedV1) Decision {
-	rows, dropped, err := newRows(pl.Rows, pr.run.LastStep)
-	if err != nil {
+// counted as dropped (a re-sent batch). It reads the batch's header, not
+// its values: a batch after the last step is appended as it came (same
+// bytes), one up to it is dropped whole, and only a batch that straddles
+// it has its kept rows' columns rebuilt.
+func decideMetrics(pr *proposal, pl events.MetricsLoggedV2) Decision {
+	if err := checkBatch(pl); err != nil {
 		return reject(CodeInvalid, "%v", err)
 	}
 	if !pr.run.open() {
 		return reject(CodeRunFinished, "run %q is %s; it no longer accepts metrics (resume it to log more)", pr.p.Run, pr.run.State)
 	}
-	if len(rows) == 0 {
+	kept, dropped := pl.After(pr.run.LastStep)
+	if kept.Len() == 0 {
 		return Decision{Dropped: dropped}
 	}
-	d := accept(pr.in(events.MetricsLoggedV1{Rows: rows}))
+	d := accept(pr.in(kept))
 	d.Dropped = dropped
 	return d
 }

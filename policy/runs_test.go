@@ -170,12 +170,12 @@ func TestResume(t *testing.T) {
 	if name := startedName(t, w.must("bob", t0, "", events.RunStartedV1{RunID: "r1", Name: "a", Resume: "allow"})); name != "a" {
 		t.Fatalf("name %q", name)
 	}
-	w.must("bob", t0, "r1", events.MetricsLoggedV1{Rows: rows(0, 9)})
+	w.must("bob", t0, "r1", (rows(0, 9)))
 	w.must("bob", t0, "r1", events.RunFinishedV1{ExitCode: 1})
 	if st := w.run("r1").State; st != events.StateFailed {
 		t.Fatalf("state %q, want failed", st)
 	}
-	w.reject(policy.CodeRunFinished, "bob", t0, "r1", events.MetricsLoggedV1{Rows: rows(10, 10)})
+	w.reject(policy.CodeRunFinished, "bob", t0, "r1", (rows(10, 10)))
 	w.reject(policy.CodeRunExists, "bob", t0, "", events.RunStartedV1{RunID: "r1", Resume: "never"})
 	w.reject(policy.CodeRunNotYours, "dave", t0, "", events.RunStartedV1{RunID: "r1", Resume: "must"})
 	// must on an existing run resumes it: running again, config merged, steps continue.
@@ -186,8 +186,8 @@ func TestResume(t *testing.T) {
 	if r := w.run("r1"); r.State != events.StateRunning || r.LastStep != 9 {
 		t.Fatalf("after resume: %+v", r)
 	}
-	d = w.must("bob", t0, "r1", events.MetricsLoggedV1{Rows: rows(5, 12)})
-	if d.Dropped != 5 || len(d.Events[0].Payload.(events.MetricsLoggedV1).Rows) != 3 {
+	d = w.must("bob", t0, "r1", (rows(5, 12)))
+	if d.Dropped != 5 || d.Events[0].Payload.(events.MetricsLoggedV2).Len() != 3 {
 		t.Fatalf("rows at or below the last step must be dropped: %+v", d)
 	}
 	// An Admin may resume another member's run.
@@ -227,7 +227,7 @@ func TestCrashDetection(t *testing.T) {
 	w := given(t)
 	w.s.CrashAfter = time.Minute
 	w.start("bob", "r", "")
-	w.must("bob", t0.Add(10*time.Second), "r", events.MetricsLoggedV1{Rows: rows(0, 0)})
+	w.must("bob", t0.Add(10*time.Second), "r", (rows(0, 0)))
 	last := t0.Add(10 * time.Second)
 
 	// Only the system actor may crash a run, and only once it is quiet.
@@ -253,7 +253,7 @@ func TestCrashDetection(t *testing.T) {
 		t.Fatalf("crashing a crashed run: %+v", d.Events)
 	}
 	// A crashed run that logs again is running.
-	w.must("bob", last.Add(3*time.Minute), "r", events.MetricsLoggedV1{Rows: rows(1, 1)})
+	w.must("bob", last.Add(3*time.Minute), "r", (rows(1, 1)))
 	if st := w.run("r").State; st != events.StateRunning {
 		t.Fatalf("state after logging %q, want running", st)
 	}
@@ -302,7 +302,7 @@ func TestLivenessIsRebuiltFromTheLog(t *testing.T) {
 	var log []events.Event
 	record := func(d policy.Decision) { log = append(log, d.Events...) }
 	record(w.start("bob", "r", ""))
-	record(w.must("bob", t0.Add(time.Minute), "r", events.MetricsLoggedV1{Rows: rows(0, 3)}))
+	record(w.must("bob", t0.Add(time.Minute), "r", (rows(0, 3))))
 	fresh := given(t)
 	for _, e := range log {
 		fresh.apply(e)
@@ -342,10 +342,10 @@ func TestBadRunInputChangesNothing(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func rows(from, to int64) []events.Row {
+func rows(from, to int64) events.MetricsLoggedV2 {
 	var out []events.Row
 	for s := from; s <= to; s++ {
 		out = append(out, events.Row{Step: s, Time: float64(s), Values: map[string]events.Value{"loss": events.Value(s)}})
 	}
-	return out
+	return events.MustRows(out)
 }

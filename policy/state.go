@@ -334,10 +334,10 @@ func applyRun(p *Project, run *Run, e events.Event) {
 			run.Name = *pl.Name
 			p.Names[run.Name] = run.ID
 		}
-	case events.MetricsLoggedV1:
+	case events.MetricsLoggedV2:
 		if run != nil {
-			if n := len(pl.Rows); n > 0 && pl.Rows[n-1].Step > run.LastStep {
-				run.LastStep = pl.Rows[n-1].Step
+			if pl.Len() > 0 && pl.Last() > run.LastStep {
+				run.LastStep = pl.Last()
 			}
 			run.State = events.StateRunning // a crashed run that logs again is running
 		}

@@ -111,47 +111,45 @@ func validateLines(pl events.RunLinesWrittenV1) error {
 	return nil
 }
 
-// newRows validates a batch of rows and keeps those after lastStep. Steps
-// must increase strictly within the batch.
-func newRows(rows []events.Row, lastStep int64) (kept []events.Row, dropped int, err error) {
-	if len(rows) == 0 {
-		return nil, 0, errors.New("a log batch needs at least one row")
+// checkBatch checks what the columns' structure does not: sizes, the step
+// range and the metric keys. The cost is per row and per key, never per
+// value, except for batches of sparse columns (a row without values) or
+// more keys than a row may hold, whose rows are counted.
+func checkBatch(pl events.MetricsLoggedV2) error {
+	n := pl.Len()
+	if n == 0 {
+		return errors.New("a log batch needs at least one row")
 	}
-	if len(rows) > events.MaxRowsPerBatch {
-		return nil, 0, fmt.Errorf("a log batch may carry at most %d rows (got %d)", events.MaxRowsPerBatch, len(rows))
+	if n > events.MaxRowsPerBatch {
+		return fmt.Errorf("a log batch may carry at most %d rows (got %d)", events.MaxRowsPerBatch, n)
 	}
-	prev := int64(-1 << 62)
-	valid := make(map[string]struct{}, 64) // metric keys already checked: rows repeat them
-	for i, r := range rows {
-		if err := events.ValidateStep(r.Step); err != nil {
-			return nil, 0, fmt.Errorf("row %d: %v", i, err)
-		}
-		if r.Step <= prev {
-			return nil, 0, fmt.Errorf("row %d: steps must increase within a batch (%d after %d)", i, r.Step, prev)
-		}
-		prev = r.Step
-		if len(r.Values) == 0 {
-			return nil, 0, fmt.Errorf("row %d (step %d) has no values", i, r.Step)
-		}
-		if len(r.Values) > events.MaxMetricsPerRow {
-			return nil, 0, fmt.Errorf("row %d has %d metrics; the limit is %d", i, len(r.Values), events.MaxMetricsPerRow)
-		}
-		for k := range r.Values {
-			if _, ok := valid[k]; ok {
-				continue
-			}
-			if err := events.ValidateMetricKey(k); err != nil {
-				return nil, 0, fmt.Errorf("row %d: %v", i, err)
-			}
-			valid[k] = struct{}{}
-		}
-		if r.Step <= lastStep {
-			dropped++
+	// Steps increase (the decoder checked), so the first and last bound them.
+	if err := events.ValidateStep(pl.First()); err != nil {
+		return fmt.Errorf("row 0: %v", err)
+	}
+	if err := events.ValidateStep(pl.Last()); err != nil {
+		return fmt.Errorf("row %d: %v", n-1, err)
+	}
+	for _, k := range pl.Keys() {
+		if err := events.ValidateMetricKey(k); err != nil {
+			return err
 		}
 	}
-	// Steps increase, so the dropped rows are a prefix.
-	if dropped == len(rows) {
-		return nil, dropped, nil
+	if pl.Dense() && len(pl.Keys()) <= events.MaxMetricsPerRow {
+		return nil
 	}
-	return rows[dropped:], dropped, nil
+	return checkRowWidths(pl)
+}
+
+// checkRowWidths: every row has 1 to MaxMetricsPerRow values.
+func checkRowWidths(pl events.MetricsLoggedV2) error {
+	for i, w := range pl.RowWidths(nil) {
+		if w == 0 {
+			return fmt.Errorf("row %d has no values", i)
+		}
+		if w > events.MaxMetricsPerRow {
+			return fmt.Errorf("row %d has %d metrics; the limit is %d", i, w, events.MaxMetricsPerRow)
+		}
+	}
+	return nil
 }

@@ -72,8 +72,8 @@ func BenchmarkSearchRuns(b *testing.B) {
 		batch = append(batch,
 			events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.RunStartedV1{RunID: id, Name: id,
 				JobType: jobs[i%3], Tags: []string{"t" + fmt.Sprint(i%7)}, Config: cfg}},
-			events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: []events.Row{
-				{Step: 0, Values: map[string]events.Value{"loss": events.Value(rng.Float64()), "acc": events.Value(rng.Float64())}}}}})
+			events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MustRows([]events.Row{
+				{Step: 0, Values: map[string]events.Value{"loss": events.Value(rng.Float64()), "acc": events.Value(rng.Float64())}}})})
 		if len(batch) == cap(batch) {
 			f.add(batch...)
 			batch = batch[:0]
@@ -107,7 +107,7 @@ func millionPoints(b *testing.B) *feeder {
 			step := s + int64(i)
 			rows[i] = events.Row{Step: step, Time: 1795779452 + float64(step)/100, Values: map[string]events.Value{"loss": events.Value(rng.Float64())}}
 		}
-		f.add(events.Event{Entity: "alice", Project: "p", Run: "r", Payload: events.MetricsLoggedV1{Rows: rows}})
+		f.add(events.Event{Entity: "alice", Project: "p", Run: "r", Payload: events.MustRows(rows)})
 	}
 	return f
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -335,7 +334,7 @@ func (f *fold) apply(e events.Event) error {
 	}
 	r.UpdatedAt = e.Time
 	switch pl := e.Payload.(type) {
-	case events.MetricsLoggedV1:
+	case events.MetricsLoggedV2:
 		return f.logMetrics(r, pl)
 	case events.SummaryUpdatedV1:
 		if r.Explicit == nil {
@@ -466,59 +465,59 @@ func mergeConfig(base, upd json.RawMessage) json.RawMessage {
 // appendHistory): the rows of a batch have strictly increasing steps, all
 // after the run's previous last step, so chunks never overlap and a step
 // range is one contiguous key range.
-func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV1) error {
-	if len(pl.Rows) == 0 {
+//
+// The batch comes in columns: each metric's column is decoded straight into
+// its points and summary (no map per row); keys are sorted, so histories
+// are appended in the same order as before columns.
+func (f *fold) logMetrics(r *Run, pl events.MetricsLoggedV2) error {
+	n := pl.Len()
+	if n == 0 {
 		return nil
 	}
-	// One map lookup per point: each metric's points and summary together.
-	type series struct {
-		pts []Point
-		m   *MetricSummary
-	}
-	perMetric := make(map[string]*series, len(pl.Rows[0].Values))
-	for _, row := range pl.Rows {
-		for k, v := range row.Values {
-			s := perMetric[k]
-			if s == nil {
-				m := r.Metrics[k]
-				if m == nil {
-					m = &MetricSummary{Min: v, Max: v}
-					r.Metrics[k] = m
-				}
-				s = &series{pts: make([]Point, 0, min(len(pl.Rows), 256)), m: m}
-				perMetric[k] = s
-			}
-			s.pts = append(s.pts, Point{Step: row.Step, Time: row.Time, Value: v})
-			m := s.m
-			m.Last, m.Step = v, row.Step
-			fv := float64(v)
-			if !math.IsNaN(fv) {
-				if math.IsNaN(float64(m.Min)) || fv < float64(m.Min) {
-					m.Min = v
-				}
-				if math.IsNaN(float64(m.Max)) || fv > float64(m.Max) {
-					m.Max = v
-				}
+	steps := pl.Steps(make([]int64, 0, n))
+	for j, k := range pl.Keys() {
+		c := pl.Column(j)
+		pts := make([]Point, 0, c.Count())
+		for row, i := 0, 0; row < n; row++ {
+			if c.Present(row) {
+				pts = append(pts, Point{Step: steps[row], Time: pl.Time(row), Value: events.Value(c.Value(i))})
+				i++
 			}
 		}
-	}
-	keys := make([]string, 0, len(perMetric))
-	for k := range perMetric {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		s := perMetric[k]
-		if err := f.appendHistory(histMetricPrefix(r.Entity, r.Project, r.ID, k), s.m, s.pts); err != nil {
+		m := r.Metrics[k]
+		if m == nil {
+			m = &MetricSummary{Min: pts[0].Value, Max: pts[0].Value}
+			r.Metrics[k] = m
+		}
+		summarize(m, pts)
+		if err := f.appendHistory(histMetricPrefix(r.Entity, r.Project, r.ID, k), m, pts); err != nil {
 			return err
 		}
 	}
-	r.Rows += int64(len(pl.Rows))
-	if last := pl.Rows[len(pl.Rows)-1].Step; last > r.LastStep {
+	r.Rows += int64(n)
+	if last := pl.Last(); last > r.LastStep {
 		r.LastStep = last
 	}
 	r.State = events.StateRunning
 	return nil
+}
+
+// summarize folds points into a metric's summary: the last value and its
+// step, and the min and max ignoring NaN.
+func summarize(m *MetricSummary, pts []Point) {
+	for _, p := range pts {
+		fv := float64(p.Value)
+		if !math.IsNaN(fv) {
+			if math.IsNaN(float64(m.Min)) || fv < float64(m.Min) {
+				m.Min = p.Value
+			}
+			if math.IsNaN(float64(m.Max)) || fv > float64(m.Max) {
+				m.Max = p.Value
+			}
+		}
+	}
+	last := pts[len(pts)-1]
+	m.Last, m.Step = last.Value, last.Step
 }
 
 func (f *fold) revokeKey(pl events.KeyRevokedV1) error {

@@ -23,10 +23,10 @@ import (
 
 const benchRows, benchMetrics, benchEvents = 1000, 20, 10
 
-func metricBatch(step int64) events.MetricsLoggedV1 { return metricRows(step, benchRows) }
+func metricBatch(step int64) events.MetricsLoggedV2 { return metricRows(step, benchRows) }
 
 // metricRows is n rows of benchMetrics metrics from step on.
-func metricRows(step int64, n int) events.MetricsLoggedV1 {
+func metricRows(step int64, n int) events.MetricsLoggedV2 {
 	rs := make([]events.Row, n)
 	for i := range rs {
 		v := make(map[string]events.Value, benchMetrics)
@@ -35,7 +35,7 @@ func metricRows(step int64, n int) events.MetricsLoggedV1 {
 		}
 		rs[i] = events.Row{Step: step + int64(i), Time: 1795779452.902 + float64(i), Values: v}
 	}
-	return events.MetricsLoggedV1{Rows: rs}
+	return events.MustRows(rs)
 }
 
 // rawBadger writes what benchEvents batches of points weigh, as plain keys.

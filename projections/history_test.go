@@ -81,7 +81,7 @@ func (f *feeder) logPoints(run string, pts []projections.Point, rng *rand.Rand, 
 				rows[i].Values["other"] = events.Value(p.Step)
 			}
 		}
-		f.add(events.Event{Entity: "alice", Project: "p", Run: run, Payload: events.MetricsLoggedV1{Rows: rows}})
+		f.add(events.Event{Entity: "alice", Project: "p", Run: run, Payload: events.MustRows(rows)})
 		pts = pts[n:]
 	}
 }

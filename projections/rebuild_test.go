@@ -50,7 +50,7 @@ func testLog(t *testing.T, runs, batches int) []RawRecord {
 				step := int64(b*10 + i)
 				rows[i] = events.Row{Step: step, Time: float64(step), Values: map[string]events.Value{"loss": events.Value(1 / float64(step+1)), "acc": events.Value(step)}}
 			}
-			add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: rows}})
+			add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MustRows(rows)})
 		}
 		add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.SummaryUpdatedV1{Values: map[string]events.Value{"best": 1}}})
 	}

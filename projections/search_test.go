@@ -57,9 +57,9 @@ func searchWorld(t *testing.T) *feeder {
 		f.add(events.Event{Entity: "alice", Project: "p", Run: s.id, Actor: s.owner, Time: at, Payload: events.RunStartedV1{
 			RunID: s.id, Name: "run-" + s.id, JobType: s.job, Group: s.group, Tags: s.tags, Config: json.RawMessage(s.config)}})
 		if s.loss >= 0 {
-			f.add(events.Event{Entity: "alice", Project: "p", Run: s.id, Time: at, Payload: events.MetricsLoggedV1{Rows: []events.Row{
+			f.add(events.Event{Entity: "alice", Project: "p", Run: s.id, Time: at, Payload: events.MustRows([]events.Row{
 				{Step: 0, Values: map[string]events.Value{"loss": events.Value(s.loss + 1)}},
-				{Step: 1, Values: map[string]events.Value{"loss": events.Value(s.loss)}}}}})
+				{Step: 1, Values: map[string]events.Value{"loss": events.Value(s.loss)}}})})
 		}
 	}
 	f.add(events.Event{Entity: "alice", Project: "p", Run: "b", Payload: events.RunFinishedV1{State: events.StateFinished}})
@@ -226,7 +226,7 @@ func TestPagination(t *testing.T) {
 		if rng.IntN(5) > 0 {
 			v := float64(rng.IntN(20)) // many ties
 			want[id] = v
-			f.add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 0, Values: map[string]events.Value{"acc": events.Value(v)}}}}})
+			f.add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MustRows([]events.Row{{Step: 0, Values: map[string]events.Value{"acc": events.Value(v)}}})})
 		}
 	}
 	all := make([]string, 0, 300)
@@ -279,8 +279,8 @@ func TestRunChanges(t *testing.T) {
 	if c, _ := f.s.RunChanges("alice", "p", since, projections.RunQuery{}); len(c.Runs) != 0 || c.Seq != since {
 		t.Fatalf("nothing changed, got %v (seq %d)", ids(t, projections.RunPage{Runs: c.Runs}), c.Seq)
 	}
-	f.add(events.Event{Entity: "alice", Project: "p", Run: "c", Time: t0.Add(time.Hour), Payload: events.MetricsLoggedV1{Rows: []events.Row{
-		{Step: 5, Values: map[string]events.Value{"loss": 0.05}}}}})
+	f.add(events.Event{Entity: "alice", Project: "p", Run: "c", Time: t0.Add(time.Hour), Payload: events.MustRows([]events.Row{
+		{Step: 5, Values: map[string]events.Value{"loss": 0.05}}})})
 	f.add(events.Event{Entity: "alice", Project: "p", Run: "a", Payload: events.RunFinishedV1{State: events.StateFinished}})
 	c, _ = f.s.RunChanges("alice", "p", since, projections.RunQuery{})
 	if got := strings.Join(ids(t, projections.RunPage{Runs: c.Runs}), " "); got != "c a" || c.Seq != f.seq || c.Total != 5 {

@@ -45,7 +45,7 @@ func bigLog(t *testing.T, batches int) []RawRecord {
 			}
 			rows[i] = events.Row{Step: step, Time: float64(step), Values: v}
 		}
-		add(events.Event{Entity: "alice", Project: "p", Run: "r", Payload: events.MetricsLoggedV1{Rows: rows}})
+		add(events.Event{Entity: "alice", Project: "p", Run: "r", Payload: events.MustRows(rows)})
 	}
 	return log
 }

@@ -223,14 +223,19 @@ func statusOfRejection(c policy.Code) int {
 // run started, which Logbook derives from the times). Lines that are not
 // JSON objects or hold no numeric value are skipped.
 func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run string, ch fileChunk) (*policy.Rejection, error) {
-	var rows []events.Row
+	var rows events.Builder
 	size := 0
 	flush := func() (*policy.Rejection, error) {
-		if len(rows) == 0 {
+		if rows.Rows() == 0 {
 			return nil, nil
 		}
-		_, err := s.in.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, rows, nil)
-		rows, size = nil, 0
+		batch, err := rows.Build()
+		rows.Reset()
+		size = 0
+		if err != nil {
+			return nil, err // the loop below keeps steps increasing: a bug
+		}
+		_, err = s.in.LogRows(ctx, c.user.Username, events.NewID(time.Now()), entity, project, run, batch)
 		return edgeRejection(err)
 	}
 	last := int64(-1)
@@ -259,9 +264,12 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 			continue
 		}
 		last = step
-		rows = append(rows, events.Row{Step: step, Time: t, Values: vals})
+		rows.Row(step, t)
+		for k, v := range vals {
+			rows.Value(k, float64(v))
+		}
 		size += len(line) + 64
-		if size > chunkBytes || len(rows) >= events.MaxRowsPerBatch {
+		if size > chunkBytes || rows.Rows() >= events.MaxRowsPerBatch {
 			if rej, err := flush(); rej != nil || err != nil {
 				return rej, err
 			}

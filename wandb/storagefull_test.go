@@ -29,7 +29,7 @@ func (fullWriter) Submit(context.Context, events.Event, ingest.Mode) (ingest.Out
 	return ingest.Outcome{}, errFull
 }
 func (fullWriter) Check(events.Event) policy.Decision { return policy.Decision{} }
-func (fullWriter) LogRows(context.Context, string, string, string, string, string, []events.Row, []byte) (ingest.Outcome, error) {
+func (fullWriter) LogRows(context.Context, string, string, string, string, string, events.MetricsLoggedV2) (ingest.Outcome, error) {
 	return ingest.Outcome{}, errFull
 }
 func (fullWriter) Heartbeat(context.Context, string, string, string, string, string) (ingest.Outcome, error) {

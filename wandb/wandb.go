@@ -41,7 +41,7 @@ type Writer interface {
 	Authenticate(key string) (*policy.User, error)
 	Submit(ctx context.Context, p events.Event, mode ingest.Mode) (ingest.Outcome, error)
 	Check(p events.Event) policy.Decision
-	LogRows(ctx context.Context, actor, id, entity, project, run string, rows []events.Row, raw []byte) (ingest.Outcome, error)
+	LogRows(ctx context.Context, actor, id, entity, project, run string, rows events.MetricsLoggedV2) (ingest.Outcome, error)
 	Heartbeat(ctx context.Context, actor, id, entity, project, run string) (ingest.Outcome, error)
 	Run(entity, project, run string) ingest.RunInfo
 	Teams(user string) []string

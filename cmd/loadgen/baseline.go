@@ -30,21 +30,24 @@ type baseline struct {
 }
 
 // sampleEvent is a metrics_logged event of rows rows of m metrics, as the
-// log stores it.
+// log stores it (the current version: columns).
 func sampleEvent(rows, m int, run string) events.Event {
-	rs := make([]events.Row, rows)
+	var b events.Builder
 	names := metricNames(m)
 	now := float64(time.Now().UnixNano()) / 1e9
-	for i := range rs {
-		v := make(map[string]events.Value, m)
+	for i := range rows {
+		b.Row(int64(i), now+float64(i)*1e-3)
 		for _, k := range names {
-			v[k] = events.Value(rand.Float64())
+			b.Value(k, rand.Float64())
 		}
-		rs[i] = events.Row{Step: int64(i), Time: now + float64(i)*1e-3, Values: v}
+	}
+	pl, err := b.Build()
+	if err != nil {
+		panic(err)
 	}
 	id := events.NewID(time.Now())
-	return events.Event{ID: id, Type: events.MetricsLogged, Version: 1, Entity: "loadgen", Project: "bench", Run: run,
-		Actor: "loadgen", Time: time.Now().UTC(), Cause: id, Payload: events.MetricsLoggedV1{Rows: rs}}
+	return events.Event{ID: id, Type: events.MetricsLogged, Version: events.CurrentVersion(events.MetricsLogged), Entity: "loadgen",
+		Project: "bench", Run: run, Actor: "loadgen", Time: time.Now().UTC(), Cause: id, Payload: pl}
 }
 
 func metricNames(m int) []string {

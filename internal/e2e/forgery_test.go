@@ -494,7 +494,7 @@ func runForgery(t *testing.T, sys system) {
 	name := "pwned"
 	payloads := []events.Event{
 		{Entity: "owner", Project: "private", Payload: events.RunStartedV1{Name: "x"}},
-		{Entity: "owner", Project: "shared", Run: run2.RunID, Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 50, Values: map[string]events.Value{"loss": 1}}}}},
+		{Entity: "owner", Project: "shared", Run: run2.RunID, Payload: events.MustRows([]events.Row{{Step: 50, Values: map[string]events.Value{"loss": 1}}})},
 		{Entity: "owner", Project: "shared", Run: run2.RunID, Payload: events.RunFinishedV1{}},
 		{Entity: "owner", Project: "shared", Run: run2.RunID, Payload: events.RunUpdatedV1{Name: &name}},
 		{Entity: "owner", Project: "shared", Run: run2.RunID, Payload: events.RunDeletedV1{}},

@@ -23,8 +23,8 @@ func metricProposals(actor, entity, project string, runs []string, n int) []even
 		run := runs[i%len(runs)]
 		step := int64(i / len(runs))
 		out[i] = events.Event{ID: events.NewID(t0), Type: events.MetricsLogged, Version: 1, Entity: entity, Project: project, Run: run,
-			Actor: actor, Time: t0, Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: step, Time: float64(step),
-				Values: map[string]events.Value{"loss": events.Value(1 / float64(step+1)), "acc": events.Value(step)}}}}}
+			Actor: actor, Time: t0, Payload: events.MustRows([]events.Row{{Step: step, Time: float64(step),
+				Values: map[string]events.Value{"loss": events.Value(1 / float64(step+1)), "acc": events.Value(step)}}})}
 	}
 	return out
 }
@@ -215,7 +215,7 @@ func TestKillIngest(t *testing.T) {
 			forbidden[id] = true
 		case i%10 == 9:
 			mixed = append(mixed, events.Event{ID: id, Type: events.MetricsLogged, Version: 1, Entity: "alice", Project: "p", Run: runs[0], Actor: "bob", Time: t0,
-				Payload: events.MetricsLoggedV1{Rows: []events.Row{{Step: 1 << 40, Values: map[string]events.Value{"x": 1}}}}})
+				Payload: events.MustRows([]events.Row{{Step: 1 << 40, Values: map[string]events.Value{"x": 1}}})})
 			forbidden[id] = true
 		case i%50 == 0:
 			// Names repeat: dedup must give name, name-2, ... once each.
