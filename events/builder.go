@@ -95,6 +95,12 @@ func (b *Builder) newColumn(key string) int {
 	}
 	j := len(b.cols)
 	b.index[key] = j
+	if j < cap(b.cols) { // a column of a batch before Reset: reuse its memory
+		b.cols = b.cols[:j+1]
+		c := &b.cols[j]
+		*c = builderColumn{key: key, bits: c.bits[:0], vals: c.vals[:0], lastRow: -1}
+		return j
+	}
 	b.cols = append(b.cols, builderColumn{key: key, lastRow: -1})
 	return j
 }

@@ -41,17 +41,20 @@ func benchMetricsV1(rows, m int) (Event, MetricsLoggedV1) {
 	return e, MetricsLoggedV1{Rows: e.Payload.(MetricsLoggedV2).Rows()}
 }
 
-// The baseline of each benchmark is encoding/json on the same event
-// (the codec before any fast path), reported as ratio-to-json.
+// The baseline of each benchmark is encoding/json on the same data as a
+// version 1 event (rows of maps: the codec before any fast path), reported
+// as x-json (how many times faster).
 //
 //	go test ./events -run '^$' -bench . -benchmem
 
 func BenchmarkEncodeMetrics(b *testing.B) {
-	e := benchMetrics(1000, 20)
+	e, v1 := benchMetricsV1(1000, 20)
 	data, _ := Encode(e)
 	b.SetBytes(int64(len(data)))
 	b.ReportMetric(0, "ns/op")
-	base := measure(b, func() { _, _ = encodeJSON(e) })
+	ev1 := e
+	ev1.Payload = v1
+	base := measure(b, func() { _, _ = encodeJSON(ev1) })
 	b.ResetTimer()
 	start := time.Now()
 	for b.Loop() {
@@ -63,7 +66,26 @@ func BenchmarkEncodeMetrics(b *testing.B) {
 }
 
 func BenchmarkDecodeMetrics(b *testing.B) {
-	data, _ := Encode(benchMetrics(1000, 20))
+	e, v1 := benchMetricsV1(1000, 20)
+	data, _ := Encode(e)
+	old, _ := encodeV1(e, v1)
+	b.SetBytes(int64(len(data)))
+	base := measure(b, func() { _, _ = decodeJSON(old) })
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start, base, 1000*20)
+}
+
+// BenchmarkDecodeMetricsV1 decodes an old log's version 1 event (fast
+// path, then rows into columns).
+func BenchmarkDecodeMetricsV1(b *testing.B) {
+	e, v1 := benchMetricsV1(1000, 20)
+	data, _ := encodeV1(e, v1)
 	b.SetBytes(int64(len(data)))
 	base := measure(b, func() { _, _ = decodeJSON(data) })
 	b.ResetTimer()
@@ -74,6 +96,71 @@ func BenchmarkDecodeMetrics(b *testing.B) {
 		}
 	}
 	report(b, start, base, 1000*20)
+}
+
+// BenchmarkParseRowsBody is the HTTP edge: a 1,000-row x 20-metric JSON
+// log body read into columns (baseline: encoding/json into rows).
+func BenchmarkParseRowsBody(b *testing.B) {
+	_, v1 := benchMetricsV1(1000, 20)
+	body, _ := AppendMetricsPayload(nil, v1)
+	b.SetBytes(int64(len(body)))
+	base := measure(b, func() {
+		var p MetricsLoggedV1
+		_ = json.Unmarshal(body, &p)
+	})
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, ok, err := ParseRowsBody(body, 1); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	report(b, start, base, 1000*20)
+}
+
+// BenchmarkParseBody is the HTTP edge for the binary columns the Go
+// client sends (baseline: encoding/json of the same rows as JSON).
+func BenchmarkParseBody(b *testing.B) {
+	e, v1 := benchMetricsV1(1000, 20)
+	body := e.Payload.(MetricsLoggedV2).AppendBody(nil)
+	js, _ := AppendMetricsPayload(nil, v1)
+	b.SetBytes(int64(len(body)))
+	base := measure(b, func() {
+		var p MetricsLoggedV1
+		_ = json.Unmarshal(js, &p)
+	})
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := ParseBody(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start, base, 1000*20)
+}
+
+// BenchmarkBuildMetrics appends 1,000 rows of 20 values to a Builder and
+// builds the batch (what an edge does after parsing).
+func BenchmarkBuildMetrics(b *testing.B) {
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = "train/metric_" + strconv.Itoa(i)
+	}
+	var bl Builder
+	start := time.Now()
+	for b.Loop() {
+		bl.Reset()
+		for r := range 1000 {
+			bl.Row(int64(r), 1795779452+float64(r))
+			for k, n := range names {
+				bl.Value(n, float64(r*k))
+			}
+		}
+		if _, err := bl.Build(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start, 0, 1000*20)
 }
 
 func BenchmarkDecodeSmall(b *testing.B) {

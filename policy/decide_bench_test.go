@@ -56,3 +56,34 @@ func BenchmarkDecideMetrics(b *testing.B) {
 	b.ReportMetric(float64(per)/float64(base), "x-raw-pass")
 	_ = sink
 }
+
+// BenchmarkDecideMetricsStraddle decides a 1,000-row x 20-metric batch
+// whose first rows were logged before (the run's last step is 4): the
+// kept rows' columns are rebuilt.
+func BenchmarkDecideMetricsStraddle(b *testing.B) {
+	s := given(world()...)
+	const nRows, nMetrics = 1000, 20
+	var bl events.Builder
+	for i := range nRows {
+		bl.Row(int64(i), 1795779452.902+float64(i))
+		for k := range nMetrics {
+			bl.Value("train/metric_"+strconv.Itoa(k), float64(i*k)*0.001)
+		}
+	}
+	pl, err := bl.Build()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := onRun("bob", "r1", pl)
+	p.ID = events.NewID(t0)
+	p.Time = t0
+	if d := Decide(s, p); d.Rejection != nil || len(d.Events) != 1 || d.Dropped != 5 {
+		b.Fatalf("decision %+v", d)
+	}
+	start := time.Now()
+	for b.Loop() {
+		Decide(s, p)
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.ReportMetric(nRows*nMetrics/per.Seconds(), "points/s")
+}

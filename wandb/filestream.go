@@ -239,35 +239,13 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		return edgeRejection(err)
 	}
 	last := int64(-1)
+	h := historyLine{valid: map[string]bool{}}
 	for i, line := range ch.Content {
-		m, err := parseLine(line)
-		if err != nil {
-			s.log.Debug("history line skipped", "run", run, "offset", ch.Offset+int64(i), "err", err)
-			continue
-		}
-		step, ok := intField(m, "_step")
+		step, ok := s.historyRow(&h, &rows, line, ch.Offset+int64(i), last, run)
 		if !ok {
-			step = ch.Offset + int64(i)
-		}
-		if step < 0 || step <= last {
-			continue // steps increase within a batch
-		}
-		t, ok := floatField(m, "_timestamp")
-		if !ok {
-			t = float64(time.Now().UnixNano()) / 1e9
-		}
-		vals, skipped := metrics(m)
-		if len(skipped) > 0 {
-			s.log.Debug("metric keys skipped", "run", run, "keys", skipped)
-		}
-		if len(vals) == 0 {
 			continue
 		}
 		last = step
-		rows.Row(step, t)
-		for k, v := range vals {
-			rows.Value(k, float64(v))
-		}
 		size += len(line) + 64
 		if size > chunkBytes || rows.Rows() >= events.MaxRowsPerBatch {
 			if rej, err := flush(); rej != nil || err != nil {
@@ -276,6 +254,63 @@ func (s *Server) logHistory(ctx context.Context, c *caller, entity, project, run
 		}
 	}
 	return flush()
+}
+
+// historyRow adds the history line at offset to rows unless it holds no
+// metric or its step is not after last; it returns the step. The line is
+// read on the fast path (historyLine) or, for what that does not take, by
+// the lenient parser.
+func (s *Server) historyRow(h *historyLine, rows *events.Builder, line string, offset, last int64, run string) (int64, bool) {
+	if h.read(line) {
+		step, t := offset, h.time
+		if h.hasStep {
+			step = h.step
+		}
+		if !h.hasTime {
+			t = float64(time.Now().UnixNano()) / 1e9
+		}
+		if len(h.keys) == 0 || step < 0 || step <= last {
+			return 0, false
+		}
+		rows.Row(step, t)
+		for j, k := range h.keys {
+			rows.Value(k, h.vals[j])
+		}
+		return step, true
+	}
+	return s.lenientRow(rows, line, offset, last, run)
+}
+
+// lenientRow is historyRow for any line, through parseLine and metrics.
+func (s *Server) lenientRow(rows *events.Builder, line string, offset, last int64, run string) (int64, bool) {
+	m, err := parseLine(line)
+	if err != nil {
+		s.log.Debug("history line skipped", "run", run, "offset", offset, "err", err)
+		return 0, false
+	}
+	step, ok := intField(m, "_step")
+	if !ok {
+		step = offset
+	}
+	if step < 0 || step <= last {
+		return 0, false // steps increase within a batch
+	}
+	t, ok := floatField(m, "_timestamp")
+	if !ok {
+		t = float64(time.Now().UnixNano()) / 1e9
+	}
+	vals, skipped := metrics(m)
+	if len(skipped) > 0 {
+		s.log.Debug("metric keys skipped", "run", run, "keys", skipped)
+	}
+	if len(vals) == 0 {
+		return 0, false
+	}
+	rows.Row(step, t)
+	for k, v := range vals {
+		rows.Value(k, float64(v))
+	}
+	return step, true
 }
 
 // streamReceived records that the chunk's history lines arrived (event
