@@ -134,6 +134,7 @@ func AllInOne(ctx context.Context, c AllInOneConfig, out io.Writer, ready func(A
 	in.Instrument(m)
 	m.SetProbes(metrics.Probes{Streams: StreamsProbe(b.JS), Decider: DeciderProbe(b.JS), Projector: ProjectorProbe(b.JS, proj.ReadModel)})
 	ops := OpsRoutes(m, in.Ready, proj.Ready, NATSReady(b))
+	ops.Notes = append(ops.Notes, in.Lagging)
 	reads := &lbhttp.Reads{Reader: proj.ReadModel.Reader, Log: log.With("component", "query")}
 	admin := &lbhttp.Admin{ReadModel: proj.ReadModel, Log: log.With("component", "projector")}
 	addrs := Addrs{HTTP: "http://" + ln.Addr().String(), NATS: natsURL, NATSAuth: auth}

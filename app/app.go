@@ -65,6 +65,10 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	log := b.Log.With("component", "ingest")
 	d := ingest.NewDecider(b.NC, b.JS, b.Subject, log)
 	svc := &ingest.Service{Decider: d, Proposer: ingest.NewProposer(b.NC, b.JS, b.Subject)}
+	// One tracker of the read models' lag: the decider records what it
+	// appends, the proposer holds metric batches while they are behind.
+	d.Freshness = ingest.NewFreshness()
+	svc.Proposer.Freshness = d.Freshness
 	crashAfter := cmp.Or(c.CrashAfter, policy.DefaultCrashAfter)
 	d.SetCrashAfter(crashAfter)
 	if c.AdminKey != "" {
@@ -90,10 +94,18 @@ func NewIngest(b *bus.Client, c IngestConfig, r query.Reader) (*Ingest, error) {
 	}, nil
 }
 
-// Run runs the decider and the crash sweeper until ctx ends or one fails.
+// Run runs the decider and the crash sweeper until ctx ends or one fails,
+// following the projectors' positions (the edge holds metric batches while
+// the read models are behind).
 func (in *Ingest) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	f := in.Service.Decider.Freshness
+	sub, err := bus.FollowPositions(in.Bus.NC, in.Bus.Subject, func(p bus.Position) { f.Position(p.Projector, p.Seq, p.Serving) })
+	if err != nil {
+		return fmt.Errorf("follow the projectors' positions: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	var g run.Group
 	g.Add(func() error { return in.Service.Decider.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })
@@ -131,7 +143,27 @@ func (p *Projector) Run(ctx context.Context, serve bool) error {
 		}
 		defer stop()
 	}
+	actx, stopAnnouncing := context.WithCancel(ctx)
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		bus.AnnouncePositions(actx, p.Bus.NC, p.Bus.Subject, p.position)
+	}()
+	defer func() { stopAnnouncing(); <-announced }()
 	return p.ReadModel.Run(ctx)
+}
+
+// position is what the projector announces to the ingest edges: its
+// applied sequence, and whether it serves (caught up at start, not stalled
+// at an unreadable event).
+func (p *Projector) position() bus.Position {
+	serving := p.ReadModel.Stalled() == nil
+	select {
+	case <-p.ReadModel.CaughtUp():
+	default:
+		serving = false
+	}
+	return bus.Position{Projector: p.ReadModel.ID, Seq: p.ReadModel.Store().Seq(), Serving: serving}
 }
 
 // Listen listens on addr for the HTTP server, naming the flag that set it

@@ -10,6 +10,7 @@ import (
 
 	"github.com/logbook/logbook/bus"
 	lbhttp "github.com/logbook/logbook/http"
+	"github.com/logbook/logbook/ingest"
 	"github.com/logbook/logbook/metrics"
 	"github.com/logbook/logbook/query"
 )
@@ -19,6 +20,30 @@ import (
 func (in *Ingest) Instrument(m *metrics.Metrics) {
 	in.Service.Decider.Observe = m.ObserveProposal
 	in.Writes.Limits.OnLimit = m.RateLimited.Inc
+	m.WatchFreshness(in.freshness)
+}
+
+// freshness samples the read models' lag as the edge sees it, and the
+// back-pressure counts.
+func (in *Ingest) freshness() metrics.Freshness {
+	st := in.Service.Decider.Freshness.Status()
+	bp := ingest.BackPressure()
+	return metrics.Freshness{BehindSeconds: st.Behind.Seconds(), BehindEvents: st.Events, Projectors: st.Projectors, Ignored: st.Ignored,
+		Held: bp.Held, Refused: bp.Refused, HeldBehind: bp.Behind}
+}
+
+// Lagging is the write side's note for /readyz: how far the read models
+// are behind. It never fails readiness: run starts and every other control
+// proposal are taken whatever the lag; only metric batches are held.
+func (in *Ingest) Lagging(context.Context) string {
+	st := in.Service.Decider.Freshness.Status()
+	f := in.Service.Decider.Freshness
+	state := "taking metric batches"
+	if st.Behind > f.MaxLag {
+		state = "holding metric batches"
+	}
+	return fmt.Sprintf("read models %s behind (%d events; projectors waited for %d, ignored %d): %s",
+		st.Behind.Round(time.Millisecond), st.Events, st.Projectors, st.Ignored, state)
 }
 
 // Ready is the write side's readiness: the decider has rebuilt its state.

@@ -170,6 +170,17 @@ func (s Subjects) AllRejections() string { return s.Prefix + ".rej.>" }
 // announced to whoever waits for it synchronously.
 func (s Subjects) Decided(proposalID string) string { return s.Prefix + ".decided." + proposalID }
 
+// Position is the core-NATS subject on which a projector announces how
+// far its read model has folded the log (the ingest edges hold writers
+// while it lags; see ingest.Freshness). Only Logbook's components publish
+// in their account.
+func (s Subjects) Position(projector string) string {
+	return s.Prefix + ".pos." + SubjectToken(projector)
+}
+
+// Positions matches every projector's announcements.
+func (s Subjects) Positions() string { return s.Prefix + ".pos.*" }
+
 // ParseProposal splits a proposal subject into its user, entity, project and
 // type tokens. Project is "" for entity-level proposals.
 func (s Subjects) ParseProposal(subject string) (user, entity, project string, typ Type, err error) {

@@ -25,6 +25,9 @@ type Ops struct {
 	Metrics *metrics.Metrics
 	// Ready are the readiness checks: nil when ready, else why not.
 	Ready []func(ctx context.Context) error
+	// Notes are lines /readyz adds whatever the checks say (the read
+	// models' lag as the write side sees it).
+	Notes []func(ctx context.Context) string
 }
 
 // Register adds /metrics and /readyz.
@@ -45,9 +48,12 @@ func (o *Ops) Register(mux *http.ServeMux) {
 		if len(bad) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not ready: %s\n", strings.Join(bad, "; "))
-			return
+		} else {
+			_, _ = w.Write([]byte("ready\n"))
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		for _, note := range o.Notes {
+			fmt.Fprintln(w, note(ctx))
+		}
 	})
 }
 

@@ -88,6 +88,9 @@ type Decider struct {
 	// result (accepted, rejected, duplicate), the rejection code, and the
 	// metric points it appended (operators' metrics; set before Run).
 	Observe func(typ, result, reason string, points int)
+	// Freshness, when set, is told of every metric event appended and
+	// when its proposal was accepted (set before Run).
+	Freshness *Freshness
 }
 
 func (d *Decider) observe(typ events.Type, result, reason string, points int) {
@@ -549,6 +552,7 @@ type pendingMetrics struct {
 	msgs    []bus.Msg
 	events  []events.Event
 	waiters []asyncNotice
+	at      []time.Time // when each event's proposal was stored (Freshness)
 }
 
 // decideMetrics decides a metric batch against the state and queues its
@@ -590,6 +594,7 @@ func (d *Decider) decideMetrics(ctx context.Context, m inbound, p events.Event, 
 		// encoded in flush; a run's batches are stored in order
 		pend.msgs = append(pend.msgs, bus.Msg{Subject: d.subj.Event(e), ID: e.ID, OrderKey: e.Entity + "/" + e.Project + "/" + e.Run})
 		pend.events = append(pend.events, e)
+		pend.at = append(pend.at, storedAt(m))
 		pend.waiters = append(pend.waiters, asyncNotice{proposal: p.ID, index: len(pend.msgs) - 1, out: out})
 	}
 	if len(dec.Events) == 0 && dec.Rejection == nil {
@@ -619,6 +624,9 @@ func (d *Decider) flush(ctx context.Context, pend *pendingMetrics) error {
 		d.state.Advance(e.Entity, e.Project, seqs[i])
 	}
 	d.mu.Unlock()
+	for i := range pend.events {
+		d.Freshness.Appended(seqs[i], pend.at[i])
+	}
 	for _, e := range pend.events {
 		d.observe(e.Type, "accepted", "", points(e))
 	}
@@ -626,7 +634,7 @@ func (d *Decider) flush(ctx context.Context, pend *pendingMetrics) error {
 		w.out.Seq = seqs[w.index]
 		d.notify(w.proposal, w.out)
 	}
-	*pend = pendingMetrics{msgs: pend.msgs[:0], events: pend.events[:0], waiters: pend.waiters[:0]}
+	*pend = pendingMetrics{msgs: pend.msgs[:0], events: pend.events[:0], waiters: pend.waiters[:0], at: pend.at[:0]}
 	return nil
 }
 

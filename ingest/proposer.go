@@ -20,28 +20,31 @@ import (
 // in time; re-sending the same proposal (same id) is safe.
 var ErrUndecided = errs.New(errs.Unavailable, "undecided", "the proposal was accepted for processing but not decided in time; retry with the same request")
 
-// BackPressureCounts are what the bounded inbox did to writers of this
-// process: proposals refused with rate_limited (429 and Retry-After on the
-// native API) and proposals held until the inbox had room (the W&B
-// file_stream path, whose clients drop refused data), with the time held.
+// BackPressureCounts are what the bounded inbox and the read models' lag
+// did to writers of this process: proposals refused with rate_limited (429
+// and Retry-After on the native API) and proposals held until there was
+// room (the W&B file_stream path, whose clients drop refused data), with
+// the time held; Behind counts those held at least once because the read
+// models were behind (Freshness), not because the bulk lane was full.
 type BackPressureCounts struct {
-	Refused, Held int64
-	HeldFor       time.Duration
+	Refused, Held, Behind int64
+	HeldFor               time.Duration
 }
 
-var backPressure struct{ refused, held, heldNanos atomic.Int64 }
+var backPressure struct{ refused, held, behind, heldNanos atomic.Int64 }
 
 // BackPressure returns the process's counts since it started.
 func BackPressure() BackPressureCounts {
 	return BackPressureCounts{Refused: backPressure.refused.Load(), Held: backPressure.held.Load(),
-		HeldFor: time.Duration(backPressure.heldNanos.Load())}
+		Behind: backPressure.behind.Load(), HeldFor: time.Duration(backPressure.heldNanos.Load())}
 }
 
 type holdKey struct{}
 
-// HoldWhenFull marks ctx so that a metric batch meeting a full bulk lane is
-// held until there is room (or ctx ends) instead of refused: for clients
-// that drop data on an error status (the W&B SDK ignores file_stream's).
+// HoldWhenFull marks ctx so that a metric batch meeting a full bulk lane
+// (or read models too far behind) is held until there is room (or ctx
+// ends) instead of refused: for clients that drop data on an error status
+// (the W&B SDK ignores file_stream's).
 func HoldWhenFull(ctx context.Context) context.Context {
 	return context.WithValue(ctx, holdKey{}, true)
 }
@@ -52,12 +55,16 @@ func holding(ctx context.Context) bool { h, _ := ctx.Value(holdKey{}).(bool); re
 // wait: about the time the decider takes to clear a quarter of the lane.
 const RetryAfterFull = 250 * time.Millisecond
 
-// appendBulk appends a batch to the bulk lane. Past the lane's bound it is
-// held up to MaxHold, then refused with rate_limited and a Retry-After; or
-// held until there is room when ctx says so.
+// errBehind is a batch not appended because the read models are behind.
+var errBehind = errors.New("the read models are behind the log")
+
+// appendBulk appends a batch to the bulk lane. Past the lane's bound, or
+// while the read models are more than Freshness.MaxLag behind, it is held
+// up to MaxHold, then refused with rate_limited and a Retry-After; or held
+// until it goes through when ctx says so.
 func (pr *Proposer) appendBulk(ctx context.Context, msg bus.Msg) error {
-	_, err := bus.Append(ctx, pr.js, msg)
-	if !errors.Is(err, bus.ErrFull) {
+	err := pr.tryBulk(ctx, msg)
+	if !held(err) {
 		return err
 	}
 	// Hold the request a moment first: the lane drains in about a quarter
@@ -69,24 +76,50 @@ func (pr *Proposer) appendBulk(ctx context.Context, msg bus.Msg) error {
 	}
 	start := time.Now()
 	wait := 5 * time.Millisecond
-	for errors.Is(err, bus.ErrFull) && (limit.IsZero() || time.Now().Before(limit)) {
+	behind := errors.Is(err, errBehind)
+	for held(err) && (limit.IsZero() || time.Now().Before(limit)) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
-		_, err = bus.Append(ctx, pr.js, msg)
+		err = pr.tryBulk(ctx, msg)
+		behind = behind || errors.Is(err, errBehind)
 	}
 	backPressure.heldNanos.Add(int64(time.Since(start)))
-	if errors.Is(err, bus.ErrFull) {
+	if behind {
+		backPressure.behind.Add(1)
+	}
+	if held(err) {
 		backPressure.refused.Add(1)
-		e := errs.New(errs.RateLimited, "inbox_full", "Logbook is taking in data slower than it arrives; retry in %s", RetryAfterFull)
-		e.RetryAfter = RetryAfterFull
-		return e
+		return refusal(err)
 	}
 	backPressure.held.Add(1)
 	return err
+}
+
+// tryBulk appends a batch to the bulk lane unless the read models are
+// behind.
+func (pr *Proposer) tryBulk(ctx context.Context, msg bus.Msg) error {
+	if pr.Freshness.Holding() {
+		return errBehind
+	}
+	_, err := bus.Append(ctx, pr.js, msg)
+	return err
+}
+
+// held reports whether err is a batch to hold and try again.
+func held(err error) bool { return errors.Is(err, bus.ErrFull) || errors.Is(err, errBehind) }
+
+// refusal is the answer to a batch held for too long.
+func refusal(err error) error {
+	e := errs.New(errs.RateLimited, "inbox_full", "Logbook is taking in data slower than it arrives; retry in %s", RetryAfterFull)
+	if errors.Is(err, errBehind) {
+		e = errs.New(errs.RateLimited, "read_model_behind", "Logbook's read model is behind the data logged; retry in %s", RetryAfterFull)
+	}
+	e.RetryAfter = RetryAfterFull
+	return e
 }
 
 // MaxHold is how long a native request meeting a full bulk lane is held
@@ -110,6 +143,9 @@ type Proposer struct {
 	subj events.Subjects
 	// Timeout bounds how long Propose waits for a decision.
 	Timeout time.Duration
+	// Freshness, when set, holds metric batches while the read models
+	// are behind (see appendBulk).
+	Freshness *Freshness
 }
 
 // NewProposer returns a proposer publishing through nc/js.

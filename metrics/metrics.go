@@ -31,7 +31,8 @@ type Metrics struct {
 	// accepted row).
 	Points prometheus.Counter
 
-	probes *probes
+	probes    *probes
+	component string
 }
 
 // New returns the metrics of a process named component (a constant label
@@ -61,7 +62,7 @@ func New(component string) *Metrics {
 		Points: prometheus.NewCounter(prometheus.CounterOpts(f(prometheus.Opts{Subsystem: "ingest", Name: "points_total",
 			Help: "Metric points appended to the log (one per metric of an accepted row)."}))),
 	}
-	m.probes = newProbes(component)
+	m.probes, m.component = newProbes(component), component
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.RateLimited, m.Proposals, m.Points, m.probes)
 	return m
 }

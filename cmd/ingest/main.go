@@ -75,6 +75,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 	in.Instrument(m)
 	m.SetProbes(metrics.Probes{Streams: app.StreamsProbe(b.JS), Decider: app.DeciderProbe(b.JS)})
 	ops := app.OpsRoutes(m, in.Ready, app.NATSReady(b))
+	ops.Notes = append(ops.Notes, in.Lagging)
 	log.Info("ingest listening", "http", "http://"+ln.Addr().String(), "nats", *natsURL)
 
 	ctx, cancel := context.WithCancel(ctx)

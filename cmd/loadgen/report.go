@@ -201,7 +201,8 @@ func (r *report) printLoad(res *result, s *server) {
 	p := res.press
 	held := "n/a (server in another process)"
 	if s.inProcess {
-		held = fmt.Sprintf("%d held then accepted, %d held %v then refused (429); %.1f s held in all", p.server.Held, p.server.Refused, ingest.MaxHold, p.server.HeldFor.Seconds())
+		held = fmt.Sprintf("%d held then accepted, %d held %v then refused (429), %d of them held while the read model was behind; %.1f s held in all",
+			p.server.Held, p.server.Refused, ingest.MaxHold, p.server.Behind, p.server.HeldFor.Seconds())
 	}
 	r.printf("  back-pressure: client saw %d x 429, %d x 503; server: %s\n", p.tooMany, p.unavailable, held)
 	r.printf("  sent %d points in %d rows; read back %d points; missing %d\n", res.sentPoints, res.sentRows, res.readBack, res.missing)

@@ -142,7 +142,7 @@ func (s *server) pressureNow() pressureCounts {
 func (c pressureCounts) sub(o pressureCounts) pressureCounts {
 	return pressureCounts{tooMany: c.tooMany - o.tooMany, unavailable: c.unavailable - o.unavailable,
 		server: ingest.BackPressureCounts{Refused: c.server.Refused - o.server.Refused, Held: c.server.Held - o.server.Held,
-			HeldFor: c.server.HeldFor - o.server.HeldFor}}
+			Behind: c.server.Behind - o.server.Behind, HeldFor: c.server.HeldFor - o.server.HeldFor}}
 }
 
 func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }
