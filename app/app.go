@@ -106,6 +106,9 @@ func (in *Ingest) Run(ctx context.Context) error {
 		return fmt.Errorf("follow the projectors' positions: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	watched := make(chan struct{})
+	go func() { defer close(watched); f.WatchBulk(ctx, in.Bus.JS) }()
+	defer func() { cancel(); <-watched }()
 	var g run.Group
 	g.Add(func() error { return in.Service.Decider.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error { return in.Sweeper.Run(ctx) }, func(error) { cancel() })

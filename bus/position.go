@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logbook/logbook/events"
 )
@@ -66,4 +67,22 @@ func FollowPositions(nc *nats.Conn, subj events.Subjects, fn func(Position)) (*n
 			fn(p)
 		}
 	})
+}
+
+// OldestStored is when a stream's first message was stored, zero when the
+// stream is empty: for a work queue (the inbox's lanes), the oldest
+// proposal not yet decided and acknowledged.
+func OldestStored(ctx context.Context, js jetstream.JetStream, stream string) (time.Time, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return time.Time{}, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if info.State.Msgs == 0 {
+		return time.Time{}, nil
+	}
+	return info.State.FirstTime, nil
 }

@@ -1,8 +1,13 @@
 package ingest
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logbook/logbook/bus"
 )
 
 // Freshness is how far the read models are behind the log, as this write
@@ -36,12 +41,15 @@ type Freshness struct {
 	pending []appended
 	// head is the last sequence appended here (pending forgets).
 	head uint64
-	now  func() time.Time
+	// queued is when the bulk lane's oldest undecided batch was stored
+	// (zero when the lane is empty), as last sampled (WatchBulk).
+	queued time.Time
+	now    func() time.Time
 }
 
 // Defaults of Freshness.
 const (
-	DefaultMaxLag  = 500 * time.Millisecond
+	DefaultMaxLag  = 250 * time.Millisecond
 	DefaultSilence = 10 * time.Second
 	// maxPending bounds the events remembered (about 1 MiB); past it the
 	// oldest are forgotten, which under-reports the lag of a projector
@@ -104,10 +112,23 @@ func (f *Freshness) Position(id string, seq uint64, serving bool) {
 	p.seq, p.serving, p.heard = seq, serving, now
 }
 
+// Queued records when the bulk lane's oldest undecided batch was stored;
+// zero when the lane is empty.
+func (f *Freshness) Queued(oldest time.Time) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queued = oldest
+}
+
 // FreshnessStatus is what Freshness knows now.
 type FreshnessStatus struct {
-	// Behind is the age of the oldest metric event appended here that a
-	// counted projector has not folded (0 when there is none).
+	// Behind is the age of the oldest metric batch accepted and not yet
+	// visible as far as this edge knows: the oldest event appended here
+	// that a counted projector has not folded, or the oldest batch still
+	// waiting in the bulk lane, whichever is older (0 when none).
 	Behind time.Duration
 	// Events are the metric events appended here not yet folded by every
 	// counted projector.
@@ -127,6 +148,11 @@ func (f *Freshness) Status() FreshnessStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
+	if !f.queued.IsZero() {
+		// A batch in the lane is older still than what it will be
+		// decided into: the decider, too, can fall behind.
+		st.Behind = max(0, now.Sub(f.queued))
+	}
 	folded, counted := f.folded(now, &st)
 	if !counted {
 		f.pending = f.pending[:0] // nobody to wait for
@@ -139,7 +165,7 @@ func (f *Freshness) Status() FreshnessStatus {
 	f.pending = f.pending[i:]
 	st.Events = len(f.pending)
 	if len(f.pending) > 0 {
-		st.Behind = max(0, now.Sub(f.pending[0].at))
+		st.Behind = max(st.Behind, now.Sub(f.pending[0].at))
 	}
 	return st
 }
@@ -187,4 +213,26 @@ func (f *Freshness) folded(now time.Time, st *FreshnessStatus) (uint64, bool) {
 // than MaxLag ago.
 func (f *Freshness) Holding() bool {
 	return f != nil && f.Status().Behind > f.MaxLag
+}
+
+// bulkSampling is how often WatchBulk samples the bulk lane.
+const bulkSampling = 50 * time.Millisecond
+
+// WatchBulk samples the bulk lane's oldest undecided batch into f until
+// ctx ends: the events the decider has yet to decide are part of the lag
+// (a burst admitted while the decider lagged reached the projector all at
+// once). A failed sample keeps the last one.
+func (f *Freshness) WatchBulk(ctx context.Context, js jetstream.JetStream) {
+	t := time.NewTicker(bulkSampling)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if oldest, err := bus.OldestStored(ctx, js, bus.BulkStream); err == nil {
+				f.Queued(oldest)
+			}
+		}
+	}
 }

@@ -20,6 +20,7 @@ func TestFreshnessCountsTheSlowestServingProjector(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	now := t0
 	f := freshnessAt(&now)
+	f.MaxLag = 500 * time.Millisecond
 	for i := uint64(1); i <= 10; i++ {
 		f.Appended(i, t0.Add(time.Duration(i)*100*time.Millisecond))
 	}
@@ -68,6 +69,12 @@ func TestFreshnessCountsTheSlowestServingProjector(t *testing.T) {
 	if st := f.Status(); st.Projectors != 1 || st.Ignored != 2 || f.Holding() {
 		t.Fatalf("a stuck projector after a new event: %+v, holding %v", st, f.Holding())
 	}
+	// A batch waiting in the bulk lane counts too: the decider may lag.
+	f.Queued(now.Add(-600 * time.Millisecond))
+	if st := f.Status(); st.Behind != 600*time.Millisecond || !f.Holding() {
+		t.Fatalf("a batch 600 ms in the bulk lane: %+v, holding %v", st, f.Holding())
+	}
+	f.Queued(time.Time{})
 	// Silent ones are ignored too: nobody left to wait for.
 	f.Appended(22, now)
 	now = now.Add(11 * time.Second)

@@ -21,6 +21,7 @@ type config struct {
 	jobs, metrics int
 	rate          float64
 	batch         int
+	ahead         int
 	flush         time.Duration
 	duration      time.Duration
 	maxPoints     int64
@@ -58,6 +59,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.metrics, "metrics", 20, "metrics per row")
 	fs.Float64Var(&c.rate, "rate", 0, "rows per second per job (0: as fast as possible)")
 	fs.IntVar(&c.batch, "batch", 1000, "rows per client batch, history lines per file_stream request")
+	fs.IntVar(&c.ahead, "ahead", 4, "without -rate: batches a job keeps buffered in its client before it waits (the client's share of freshness)")
 	fs.DurationVar(&c.flush, "flush", 100*time.Millisecond, "client flush interval")
 	fs.DurationVar(&c.duration, "duration", 60*time.Second, "how long each load mode logs")
 	fs.Int64Var(&c.maxPoints, "points", 0, "stop logging after this many points (0: no limit; without -duration, no time limit)")

@@ -31,6 +31,7 @@ type result struct {
 	readBack     int64 // points read back after the drain
 	missing      int64 // sent but not read back
 	fresh        []time.Duration
+	behind       []time.Duration // the edge's read-model lag, sampled (sampleBehind)
 	startsLoaded []time.Duration
 	cpu0, cpu1   procStat
 	rss          []rssSample // during the window and the drain
@@ -165,7 +166,7 @@ func loadClient(ctx context.Context, c config, s *server) (*result, error) {
 					// As fast as Logbook takes them: wait while more than
 					// a few batches are buffered, rather than measure how
 					// fast the client's buffer fills.
-					for r.Buffered() > 4*c.batch && !stop.Load() {
+					for r.Buffered() > c.ahead*c.batch && !stop.Load() {
 						time.Sleep(time.Millisecond)
 					}
 				}
@@ -352,6 +353,7 @@ func observe(ctx context.Context, s *server, jobs []*job, res *result) func() {
 			}
 		}()
 	}
+	behind := sampleBehind(ctx, s)
 	// Run starts under load, ten a second.
 	wg.Add(1)
 	go func() {
@@ -369,6 +371,7 @@ func observe(ctx context.Context, s *server, jobs []*job, res *result) func() {
 	return func() {
 		cancel()
 		wg.Wait()
+		res.behind = behind()
 	}
 }
 

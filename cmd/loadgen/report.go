@@ -180,6 +180,10 @@ func (r *report) printLoad(res *result, s *server) {
 	p50, p99 := percentile(res.fresh, 50), percentile(res.fresh, 99)
 	r.printf("  freshness, log -> visible (%d probes): p50 %s, p99 %s (x%s of a raw sync publish p99)\n", len(res.fresh),
 		ms(p50), ms(p99), ratio(float64(p99), r.baseOr(func(b *baseline) float64 { return float64(b.syncP99) })))
+	if len(res.behind) > 0 {
+		r.printf("  read models behind the edge (its /metrics, %d samples): p50 %s, p99 %s, max %s\n", len(res.behind),
+			ms(percentile(res.behind, 50)), ms(percentile(res.behind, 99)), ms(percentile(res.behind, 100)))
+	}
 	r.latencies("run start under load", res.startsLoaded)
 	cpuSecs := float64(res.cpu1.cpuTicks-res.cpu0.cpuTicks) / 100
 	perCPU := 0.0
