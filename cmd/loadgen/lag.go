@@ -15,14 +15,15 @@ import (
 // of freshness, without the client's buffer.
 const behindMetric = "logbook_ingest_read_model_behind_seconds"
 
-// sampleBehind scrapes the server's /metrics every 100 ms until ctx ends
+// sampleBehind scrapes the server's /metrics every 250 ms (a scrape runs
+// the stream probes too: more often loads the server it measures) until ctx ends
 // and returns the samples of behindMetric (none if the server has none).
 func sampleBehind(ctx context.Context, s *server) func() []time.Duration {
 	var out []time.Duration
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
