@@ -44,13 +44,20 @@ type Freshness struct {
 	// queued is when the bulk lane's oldest undecided batch was stored
 	// (zero when the lane is empty), as last sampled (WatchBulk).
 	queued time.Time
-	now    func() time.Time
+	// appendedAt is when the decider last appended a metric event.
+	appendedAt time.Time
+	now        func() time.Time
 }
 
 // Defaults of Freshness.
 const (
 	DefaultMaxLag  = 250 * time.Millisecond
 	DefaultSilence = 10 * time.Second
+	// stalledAfter: a decider that appended nothing for that long is not
+	// lagging but stalled (a full disk, a dead decider elsewhere): the bulk
+	// lane's age is not held against writers then, so they meet the
+	// lane's own answer (507 storage_full, 429 inbox_full) at once.
+	stalledAfter = time.Second
 	// maxPending bounds the events remembered (about 1 MiB); past it the
 	// oldest are forgotten, which under-reports the lag of a projector
 	// that is that far behind by then.
@@ -90,6 +97,7 @@ func (f *Freshness) Appended(seq uint64, at time.Time) {
 	}
 	f.pending = append(f.pending, appended{seq: seq, at: at})
 	f.head = max(f.head, seq)
+	f.appendedAt = f.now()
 }
 
 // Position records a projector's announcement: it has folded the log up to
@@ -148,7 +156,7 @@ func (f *Freshness) Status() FreshnessStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
-	if !f.queued.IsZero() {
+	if !f.queued.IsZero() && now.Sub(f.appendedAt) < stalledAfter {
 		// A batch in the lane is older still than what it will be
 		// decided into: the decider, too, can fall behind.
 		st.Behind = max(0, now.Sub(f.queued))

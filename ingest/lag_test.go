@@ -69,14 +69,20 @@ func TestFreshnessCountsTheSlowestServingProjector(t *testing.T) {
 	if st := f.Status(); st.Projectors != 1 || st.Ignored != 2 || f.Holding() {
 		t.Fatalf("a stuck projector after a new event: %+v, holding %v", st, f.Holding())
 	}
-	// A batch waiting in the bulk lane counts too: the decider may lag.
+	// A batch waiting in the bulk lane counts too: the decider may lag;
+	// unless it appended nothing for a second (stalled: a full disk).
 	f.Queued(now.Add(-600 * time.Millisecond))
+	if st := f.Status(); st.Behind != 0 || f.Holding() {
+		t.Fatalf("a batch 600 ms in the bulk lane of a decider quiet for 1 s: %+v, holding %v", st, f.Holding())
+	}
+	f.Appended(22, now)
+	f.Position("fast", 22, true)
 	if st := f.Status(); st.Behind != 600*time.Millisecond || !f.Holding() {
 		t.Fatalf("a batch 600 ms in the bulk lane: %+v, holding %v", st, f.Holding())
 	}
 	f.Queued(time.Time{})
 	// Silent ones are ignored too: nobody left to wait for.
-	f.Appended(22, now)
+	f.Appended(23, now)
 	now = now.Add(11 * time.Second)
 	if st := f.Status(); st.Projectors != 0 || st.Behind != 0 {
 		t.Fatalf("every projector silent for 11 s: %+v; want none counted", st)

@@ -38,6 +38,8 @@ type system struct {
 	// alive reports which of the system's processes (or the all-in-one)
 	// have exited.
 	alive func() error
+	// projector is the projector process of mustProcesses.
+	projector *proc
 }
 
 // mustAllInOne starts the all-in-one Logbook in this process on random

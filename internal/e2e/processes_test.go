@@ -195,7 +195,7 @@ func mustProcesses(t *testing.T, ingestArgs ...string) system {
 		return nil
 	}
 	return system{WriteURL: "http://" + ingestAddr, ReadURL: "http://" + queryAddr, NATSURL: natsURL, DataDir: dir,
-		processes: []*proc{ns, in}, natsAuth: &bus.EmbeddedAuth{User: "logbook", Password: password}, alive: alive}
+		processes: []*proc{ns, in}, natsAuth: &bus.EmbeddedAuth{User: "logbook", Password: password}, alive: alive, projector: proj}
 }
 
 // TestSharedProjectScenarioProcesses runs the scenario through nats-server,
