@@ -92,8 +92,8 @@ func (f *Freshness) Appended(seq uint64, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.caughtUp(f.now())
-	if len(f.pending) == maxPending {
-		f.pending = append(f.pending[:0], f.pending[1:]...)
+	if len(f.pending) == maxPending { // forget the oldest quarter
+		f.pending = append(f.pending[:0], f.pending[maxPending/4:]...)
 	}
 	f.pending = append(f.pending, appended{seq: seq, at: at})
 	f.head = max(f.head, seq)
