@@ -27,7 +27,7 @@ type Position struct {
 // Announcing is how often a projector looks at its position and announces
 // it when it moved; an unchanged one is announced every AnnounceIdle.
 const (
-	Announcing   = 50 * time.Millisecond
+	Announcing   = 25 * time.Millisecond
 	AnnounceIdle = time.Second
 )
 

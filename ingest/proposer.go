@@ -55,6 +55,9 @@ func holding(ctx context.Context) bool { h, _ := ctx.Value(holdKey{}).(bool); re
 // wait: about the time the decider takes to clear a quarter of the lane.
 const RetryAfterFull = 250 * time.Millisecond
 
+// lagPoll is how often a batch held for the read models' lag looks again.
+const lagPoll = 10 * time.Millisecond
+
 // errBehind is a batch not appended because the read models are behind.
 var errBehind = errors.New("the read models are behind the log")
 
@@ -84,6 +87,11 @@ func (pr *Proposer) appendBulk(ctx context.Context, msg bus.Msg) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
+		if errors.Is(err, errBehind) {
+			// Looking at the lag costs no request: look often, so that
+			// the projector does not run dry while writers back off.
+			wait = lagPoll
+		}
 		err = pr.tryBulk(ctx, msg)
 		behind = behind || errors.Is(err, errBehind)
 	}
