@@ -125,7 +125,7 @@ func (w *freshnessWorld) submit(p events.Payload) ingest.Outcome {
 }
 
 // rows are the run's next 200 rows of 20 metrics.
-func (w *freshnessWorld) rows() []events.Row {
+func (w *freshnessWorld) rows() events.MetricsLoggedV2 {
 	rs := make([]events.Row, 200)
 	for i := range rs {
 		v := make(map[string]events.Value, 20)
@@ -135,14 +135,14 @@ func (w *freshnessWorld) rows() []events.Row {
 		rs[i] = events.Row{Step: w.step, Time: float64(time.Now().UnixNano()) / 1e9, Values: v}
 		w.step++
 	}
-	return rs
+	return events.MustRows(rs)
 }
 
 // logNative logs a batch as the native API does; it returns how long it
 // was held and its error.
 func (w *freshnessWorld) logNative() (time.Duration, error) {
 	start := time.Now()
-	_, err := w.in.Service.LogRows(context.Background(), "admin", "", "admin", "p", w.run, w.rows(), nil)
+	_, err := w.in.Service.LogRows(context.Background(), "admin", "", "admin", "p", w.run, w.rows())
 	return time.Since(start), err
 }
 
@@ -202,7 +202,7 @@ func TestLaggingProjectorHoldsWriters(t *testing.T) {
 	}
 	wandb := make(chan error, 1)
 	go func() {
-		_, err := ingest.Holding{Service: w.in.Service}.LogRows(context.Background(), "admin", "", "admin", "p", w.run, w.rows(), nil)
+		_, err := ingest.Holding{Service: w.in.Service}.LogRows(context.Background(), "admin", "", "admin", "p", w.run, w.rows())
 		wandb <- err
 	}()
 	if out := w.submit(events.RunStartedV1{Name: "started while held"}); !out.Accepted || out.Run == "" {
