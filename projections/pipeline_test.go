@@ -69,6 +69,26 @@ func richLog(t *testing.T) []RawRecord {
 			add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.RunResumedV1{}})
 		}
 	}
+	// Stretches of metric batches (folded in parallel) each followed by a
+	// lone batch of one of their runs (folded after them in the same
+	// transaction, reading the chunks the workers wrote).
+	metrics := func(r int, n int) {
+		rows := make([]events.Row, n)
+		for i := range rows {
+			rows[i] = events.Row{Step: step[r], Time: float64(step[r]), Values: map[string]events.Value{"loss": events.Value(i), "acc": events.Value(-i)}}
+			step[r]++
+		}
+		add(events.Event{Entity: "alice", Project: "p", Run: fmt.Sprintf("r%02d", r), Payload: events.MetricsLoggedV1{Rows: rows}})
+	}
+	for k := range 3 {
+		for i := range 6 {
+			metrics(4+i%2, 37+k)
+		}
+		add(events.Event{Entity: "alice", Project: "p", Run: "r04", Payload: events.SummaryUpdatedV1{Values: map[string]events.Value{"k": events.Value(k)}}})
+		metrics(4, 11)
+		metrics(5, 3)
+		add(events.Event{Entity: "alice", Project: "p", Run: "r05", Payload: events.SummaryUpdatedV1{Values: map[string]events.Value{"k": events.Value(k)}}})
+	}
 	add(events.Event{Entity: "alice", Project: "p", Run: "r03", Payload: events.RunDeletedV1{}})
 	add(events.Event{Entity: "bob", Project: "q", Actor: "bob", Payload: events.ProjectDeletedV1{}})
 	return log

@@ -223,12 +223,25 @@ func (s *Store) Apply(batch []Record) error {
 	f := newFold(s.db)
 	f.idx = s.index()
 	n := 0
-	for _, r := range batch {
+	for i := 0; i < len(batch); i++ {
+		r := batch[i]
 		if r.Seq <= last {
 			continue
 		}
 		if r.Seq != last+1 && !s.sparse {
 			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
+		}
+		if !s.sparse {
+			k, err := f.foldParallel(batch[i:])
+			if err != nil {
+				return err
+			}
+			if k > 0 {
+				last = batch[i+k-1].Seq
+				n += k
+				i += k - 1
+				continue
+			}
 		}
 		if r.Skip {
 			last = r.Seq
