@@ -45,10 +45,11 @@ var foldInParallel = true
 // parallelStretches counts the stretches folded in parallel (for tests).
 var parallelStretches atomic.Int64
 
-// metricStretch returns the records from recs[0] on that form a stretch:
+// metricStretch returns the length n of the stretch that starts recs:
 // consecutive sequences, metrics_logged events not skipped, of at most
-// maxParallelRuns runs, grouped by run in log order. It returns nil when
-// the stretch is too short or has one run.
+// maxParallelRuns runs; and its events grouped by run, in log order, when
+// it is worth folding in parallel (nil when it is too short or has one
+// run: then no stretch starting inside it is worth it either).
 func metricStretch(recs []Record) (n int, groups [][]Record) {
 	index := map[string]int{}
 	for n < len(recs) {
@@ -70,22 +71,23 @@ func metricStretch(recs []Record) (n int, groups [][]Record) {
 		n++
 	}
 	if n < minParallelEvents || len(groups) < 2 {
-		return 0, nil
+		return n, nil
 	}
 	return n, groups
 }
 
 // foldParallel folds the stretch of metric events that starts recs (see
-// metricStretch) and returns how many records it folded (0: none, fold
-// them one by one).
-func (f *fold) foldParallel(recs []Record) (int, error) {
+// metricStretch) and returns how many records it folded and how many it
+// looked at: when it folded none, the caller folds the records it looked
+// at one by one.
+func (f *fold) foldParallel(recs []Record) (folded, scanned int, err error) {
 	n, groups := metricStretch(recs)
-	if n == 0 || !foldInParallel {
-		return 0, nil
+	if groups == nil || !foldInParallel {
+		return 0, n, nil
 	}
 	if f.last > 0 {
 		if err := f.flush(f.last); err != nil {
-			return 0, err
+			return 0, n, err
 		}
 	}
 	workers := make([]*fold, len(groups))
@@ -99,7 +101,7 @@ func (f *fold) foldParallel(recs []Record) (int, error) {
 		w.txn.Discard()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return 0, n, err
 	}
 	for _, w := range workers {
 		maps.Copy(f.runs, w.runs) // each run has one worker
@@ -111,7 +113,7 @@ func (f *fold) foldParallel(recs []Record) (int, error) {
 	f.txn = f.db.NewTransaction(true)
 	f.last = recs[n-1].Seq
 	parallelStretches.Add(1)
-	return n, nil
+	return n, n, nil
 }
 
 // foldRun folds one run's events of a stretch and commits the history it

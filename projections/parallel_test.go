@@ -54,8 +54,8 @@ func TestParallelFoldCrash(t *testing.T) {
 	crashed := 0
 	for i := 0; i < len(recs); {
 		// Fold up to the next stretch one by one.
-		n, _ := metricStretch(recs[i:])
-		if n == 0 {
+		n, groups := metricStretch(recs[i:])
+		if groups == nil {
 			if err := s.Apply(recs[i : i+1]); err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestParallelFoldCrash(t *testing.T) {
 		}
 		// Its workers commit, the documents and the sequence do not.
 		f := newFold(s.db)
-		if k, err := f.foldParallel(recs[i:]); err != nil || k != n {
+		if k, _, err := f.foldParallel(recs[i:]); err != nil || k != n {
 			t.Fatalf("parallel fold of %d events: %d, %v", n, k, err)
 		}
 		f.txn.Discard()

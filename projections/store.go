@@ -223,6 +223,7 @@ func (s *Store) Apply(batch []Record) error {
 	f := newFold(s.db)
 	f.idx = s.index()
 	n := 0
+	oneByOne := 0 // records before it are folded one by one
 	for i := 0; i < len(batch); i++ {
 		r := batch[i]
 		if r.Seq <= last {
@@ -231,8 +232,8 @@ func (s *Store) Apply(batch []Record) error {
 		if r.Seq != last+1 && !s.sparse {
 			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
 		}
-		if !s.sparse {
-			k, err := f.foldParallel(batch[i:])
+		if !s.sparse && i >= oneByOne {
+			k, scanned, err := f.foldParallel(batch[i:])
 			if err != nil {
 				return err
 			}
@@ -242,6 +243,7 @@ func (s *Store) Apply(batch []Record) error {
 				i += k - 1
 				continue
 			}
+			oneByOne = i + scanned // no stretch starts in there
 		}
 		if r.Skip {
 			last = r.Seq
