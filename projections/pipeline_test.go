@@ -54,7 +54,7 @@ func richLog(t *testing.T) []RawRecord {
 			rows[i] = events.Row{Step: step[r], Time: float64(step[r]), Values: v}
 			step[r]++
 		}
-		add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: rows}})
+		add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MustRows(rows)})
 		switch b % 40 {
 		case 3:
 			add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.SummaryUpdatedV1{Values: map[string]events.Value{"best": events.Value(b)}}})
@@ -78,7 +78,7 @@ func richLog(t *testing.T) []RawRecord {
 			rows[i] = events.Row{Step: step[r], Time: float64(step[r]), Values: map[string]events.Value{"loss": events.Value(i), "acc": events.Value(-i)}}
 			step[r]++
 		}
-		add(events.Event{Entity: "alice", Project: "p", Run: fmt.Sprintf("r%02d", r), Payload: events.MetricsLoggedV1{Rows: rows}})
+		add(events.Event{Entity: "alice", Project: "p", Run: fmt.Sprintf("r%02d", r), Payload: events.MustRows(rows)})
 	}
 	for k := range 3 {
 		for i := range 6 {

@@ -54,7 +54,7 @@ func loadgenLog(b *testing.B) []RawRecord {
 			}
 			rows[i] = events.Row{Step: step + int64(i), Time: 1795779452.902 + float64(step+int64(i)), Values: v}
 		}
-		add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MetricsLoggedV1{Rows: rows}})
+		add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.MustRows(rows)})
 	}
 	return log
 }
