@@ -69,9 +69,8 @@ func richLog(t *testing.T) []RawRecord {
 			add(events.Event{Entity: "alice", Project: "p", Run: id, Payload: events.RunResumedV1{}})
 		}
 	}
-	// Stretches of metric batches (folded in parallel) each followed by a
-	// lone batch of one of their runs (folded after them in the same
-	// transaction, reading the chunks the workers wrote).
+	// Stretches of metric batches of two runs, each followed by a summary
+	// and a lone batch of one of them.
 	metrics := func(r int, n int) {
 		rows := make([]events.Row, n)
 		for i := range rows {

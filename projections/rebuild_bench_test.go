@@ -77,17 +77,7 @@ func BenchmarkRebuild(b *testing.B) {
 		name string
 		fn   func(*Store) error
 	}{
-		{"before", func(s *Store) error {
-			foldInParallel = false
-			defer func() { foldInParallel = true }()
-			return sequentialFollow(s, sliceSource(log, rbFetch))
-		}},
-		{"readahead", func(s *Store) error {
-			foldInParallel = false
-			defer func() { foldInParallel = true }()
-			_, err := s.ReplayTo(context.Background(), sliceSource(log, rbFetch), 0, nil)
-			return err
-		}},
+		{"before", func(s *Store) error { return sequentialFollow(s, sliceSource(log, rbFetch)) }},
 		{"replay", func(s *Store) error {
 			_, err := s.ReplayTo(context.Background(), sliceSource(log, rbFetch), 0, nil)
 			return err
@@ -140,46 +130,4 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkRebuildFold: the fold alone (Apply of decoded events, in
-// batches of rbFetch), one event after the other and with stretches of
-// metric batches folded in parallel: what a rebuild costs once decoding is
-// cheap.
-func BenchmarkRebuildFold(b *testing.B) {
-	log := loadgenLog(b)
-	recs := make([]Record, len(log))
-	for i, r := range log {
-		e, err := events.Decode(r.Data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		recs[i] = Record{Seq: r.Seq, Event: e}
-	}
-	for _, parallel := range []bool{false, true} {
-		b.Run(map[bool]string{false: "sequential", true: "parallel"}[parallel], func(b *testing.B) {
-			foldInParallel = parallel
-			defer func() { foldInParallel = true }()
-			cpu0 := cpuTime()
-			for b.Loop() {
-				b.StopTimer()
-				s, err := Open(Options{Dir: b.TempDir()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				for i := 0; i < len(recs); i += rbFetch {
-					if err := s.Apply(recs[i:min(i+rbFetch, len(recs))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.StopTimer()
-				s.Close()
-				b.StartTimer()
-			}
-			per := b.Elapsed() / time.Duration(b.N)
-			b.ReportMetric(rbPoints/per.Seconds(), "points/s")
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
-		})
-	}
 }

@@ -223,27 +223,12 @@ func (s *Store) Apply(batch []Record) error {
 	f := newFold(s.db)
 	f.idx = s.index()
 	n := 0
-	oneByOne := 0 // records before it are folded one by one
-	for i := 0; i < len(batch); i++ {
-		r := batch[i]
+	for _, r := range batch {
 		if r.Seq <= last {
 			continue
 		}
 		if r.Seq != last+1 && !s.sparse {
 			return fmt.Errorf("%w: expected sequence %d, got %d", ErrGap, last+1, r.Seq)
-		}
-		if !s.sparse && i >= oneByOne {
-			k, scanned, err := f.foldParallel(batch[i:])
-			if err != nil {
-				return err
-			}
-			if k > 0 {
-				last = batch[i+k-1].Seq
-				n += k
-				i += k - 1
-				continue
-			}
-			oneByOne = i + scanned // no stretch starts in there
 		}
 		if r.Skip {
 			last = r.Seq
