@@ -126,11 +126,13 @@ func (r *reader) run(ctx context.Context, retry *retrying) (done bool, err error
 	// per rejected proposal) never pile up to the per-stream consumer
 	// limit; the server drops a forgotten one after readConsumerIdle.
 	defer func() { go deleteConsumer(r.js, r.o.Stream, cfg.Name) }()
-	if !r.o.Follow {
-		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-			retry.ok()
-			return true, nil
-		}
+	var pending uint64 // messages the consumer has after the last delivery
+	if info := cons.CachedInfo(); info != nil {
+		pending = info.NumPending
+	}
+	if !r.o.Follow && pending == 0 {
+		retry.ok()
+		return true, nil
 	}
 	var consSeq uint64      // the consumer's last delivery: a skip means a lost message
 	n := min(r.o.Batch, 16) // messages per fetch: a few until their size is known
@@ -138,11 +140,11 @@ func (r *reader) run(ctx context.Context, retry *retrying) (done bool, err error
 		n = r.sizer.N()
 	}
 	for ctx.Err() == nil {
-		msgs, err := cons.FetchNoWait(n)
+		msgs, err := fetch(cons, n, pending)
 		if err != nil {
 			return false, err
 		}
-		pending, err := r.collect(msgs, &consSeq)
+		pending, err = r.collect(msgs, &consSeq)
 		if err != nil {
 			return false, err
 		}
@@ -175,6 +177,24 @@ func (r *reader) run(ctx context.Context, retry *retrying) (done bool, err error
 		}
 	}
 	return false, ctx.Err()
+}
+
+// fetch asks for at most n of the pending messages, and at most
+// maxFetchBytes of them: the server stops there. The count alone (n, from
+// the largest message seen so far) let a read that began with small events
+// (users, run starts) ask for 1,000 events of 785 KB: more than the server
+// lets a connection have pending, so the read stalled in the
+// one-message wait, idle (loadgen's raw read of 5M points: 15.5k points/s,
+// 5 minutes) or lost deliveries and started over ("consumer skipped a
+// message"). The messages asked for are pending, so the fetch does not
+// wait for them; with none pending it asks for what is there now (at most
+// one message).
+func fetch(cons jetstream.Consumer, n int, pending uint64) (jetstream.MessageBatch, error) {
+	if pending == 0 {
+		return cons.FetchNoWait(1)
+	}
+	return cons.Fetch(int(min(uint64(n), pending)), jetstream.FetchMaxBytes(maxFetchBytes),
+		jetstream.FetchMaxWait(5*time.Second))
 }
 
 // collect puts a fetch's messages into r.batch and returns the number of

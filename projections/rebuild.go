@@ -98,39 +98,25 @@ type Progress func(seq uint64, applied int64)
 // and returns the last applied sequence. It is how a rebuild and a
 // verification fold the log; Follow is the live counterpart.
 func (s *Store) ReplayTo(ctx context.Context, src Source, upTo uint64, progress Progress) (uint64, error) {
-	errDone := errors.New("done")
 	var applied int64
-	recs := make([]Record, 0, 1024)
 	sk, err := newSkipper(ctx, s.quarantine)
 	if err != nil {
 		return s.Seq(), fmt.Errorf("read the quarantined sequences: %w", err)
 	}
-	err = src(ctx, s.Seq()+1, func(batch []RawRecord) error {
-		recs = recs[:0]
-		for _, r := range batch {
-			if upTo > 0 && r.Seq > upTo {
-				break
-			}
-			e, derr := events.Decode(r.Data)
-			skip, err := sk.check(ctx, r.Seq, derr)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, Record{Seq: r.Seq, Event: e, Skip: skip})
-		}
-		if err := s.Apply(recs); err != nil {
+	err = readAhead(ctx, src, s.Seq()+1, upTo, func(d decoded) error {
+		if err := d.skips(ctx, sk); err != nil {
 			return err
 		}
-		applied += int64(len(recs))
+		if err := s.Apply(d.recs); err != nil {
+			return err
+		}
+		applied += int64(len(d.recs))
 		if progress != nil {
 			progress(s.Seq(), applied)
 		}
-		if upTo > 0 && s.Seq() >= upTo {
-			return errDone
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errDone) {
+	if err != nil {
 		return s.Seq(), err
 	}
 	if upTo > 0 && s.Seq() < upTo {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/logbook/logbook/events"
-	"github.com/logbook/logbook/internal/par"
 )
 
 // Version is the projection version: bump it whenever the fold changes, and
@@ -319,30 +317,17 @@ type RawRecord struct {
 // replay).
 type Source func(ctx context.Context, from uint64, fn func([]RawRecord) error) error
 
-// Follow decodes and applies the log from the store's next sequence on.
+// Follow decodes and applies the log from the store's next sequence on,
+// reading and decoding ahead of the fold (see readAhead).
 func (s *Store) Follow(ctx context.Context, src Source) error {
-	var recs []Record
-	var errs []error
 	sk, err := newSkipper(ctx, s.quarantine)
 	if err != nil {
 		return fmt.Errorf("read the quarantined sequences: %w", err)
 	}
-	return src(ctx, s.Seq()+1, func(batch []RawRecord) error {
-		// Decoding is pure and costs more than folding: decode the batch
-		// on every core, then fold it in order.
-		recs = slices.Grow(recs[:0], len(batch))[:len(batch)]
-		errs = slices.Grow(errs[:0], len(batch))[:len(batch)]
-		par.Do(len(batch), func(i int) {
-			recs[i].Seq = batch[i].Seq
-			recs[i].Event, errs[i] = events.Decode(batch[i].Data)
-		})
-		for i, err := range errs {
-			skip, err := sk.check(ctx, recs[i].Seq, err)
-			if err != nil {
-				return err
-			}
-			recs[i].Skip = skip
+	return readAhead(ctx, src, s.Seq()+1, 0, func(d decoded) error {
+		if err := d.skips(ctx, sk); err != nil {
+			return err
 		}
-		return s.Apply(recs)
+		return s.Apply(d.recs)
 	})
 }

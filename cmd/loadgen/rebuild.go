@@ -85,7 +85,7 @@ func rebuild(ctx context.Context, c config, s *server, rep *report) error {
 	defer st.Close()
 	cpu0 := readProc(os.Getpid())
 	start := time.Now()
-	if err := st.Follow(ctx, (&bus.Client{JS: js}).EventLog().Source(false)); err != nil {
+	if _, err := st.ReplayTo(ctx, (&bus.Client{JS: js}).EventLog().Source(false), 0, nil); err != nil {
 		return err
 	}
 	secs := time.Since(start).Seconds()
