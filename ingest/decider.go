@@ -323,8 +323,15 @@ func (d *Decider) lane(ctx context.Context, stream string, cons jetstream.Consum
 	pull := bus.Puller{Consumer: cons, Log: d.log, What: "fetch proposals from " + stream,
 		Ensure: func(ctx context.Context) error { return bus.EnsureDecider(ctx, d.js, d.log) }}
 	// Proposals per fetch: at most 500, and about 16 MiB of the largest
-	// seen (see bus.FetchSizer).
+	// seen (see bus.FetchSizer). The bulk lane's first fetch has seen
+	// nothing, and its batches may be up to 5.4 MB each (a 4 MiB body of
+	// binary columns, in base64): at most 8, so that a fetch never comes
+	// near the 64 MiB a connection may have pending (nats.go drops
+	// messages past it); the deciding loop takes two at a time anyway.
 	sizer := bus.FetchSizer{Max: 500}
+	if stream == bus.BulkStream {
+		sizer.Max = 8
+	}
 	for ctx.Err() == nil {
 		msgs, err := pull.Fetch(ctx, sizer.N(), time.Second)
 		if err != nil {
