@@ -50,8 +50,12 @@ func parseEnvelope(data []byte) (body fileStreamBody, ok bool) {
 	}
 }
 
-// topField reads the value of a top-level key.
+// topField reads the value of a top-level key. A null leaves a value
+// unset, as with json.Unmarshal (a key is read once).
 func (e *envScanner) topField(body *fileStreamBody, key string) bool {
+	if e.word("null") {
+		return key == "files" || key == "uploaded" || key == "preempting" || key == "complete" || key == "exitcode"
+	}
 	ok := false
 	switch key {
 	case "files":
@@ -63,9 +67,6 @@ func (e *envScanner) topField(body *fileStreamBody, key string) bool {
 	case "complete":
 		body.Complete, ok = e.boolean()
 	case "exitcode":
-		if e.word("null") {
-			return true
-		}
 		var n int64
 		if n, ok = e.integer(); ok {
 			code := int(n)
@@ -117,13 +118,17 @@ func (e *envScanner) chunk() (fileChunk, bool) {
 		if !ok || !e.eat(':') {
 			return ch, false
 		}
-		switch {
+		switch { // a null leaves a value unset, as with json.Unmarshal
 		case key == "offset" && !hasOffset:
-			ch.Offset, ok = e.integer()
 			hasOffset = true
+			if !e.word("null") {
+				ch.Offset, ok = e.integer()
+			}
 		case key == "content" && !hasContent:
-			ch.Content, ok = e.strs()
 			hasContent = true
+			if !e.word("null") {
+				ch.Content, ok = e.strs()
+			}
 		default:
 			return ch, false
 		}
