@@ -139,7 +139,7 @@ func TestDefaultRunNameIsReadableAndStable(t *testing.T) {
 	if len(parts) != 3 || parts[2] != "1" {
 		t.Fatalf("default name %q, want adjective-noun-1", name)
 	}
-	if policy.DefaultRunName("x", 7) != policy.DefaultRunName("x", 7) {
+	if a, b := policy.DefaultRunName("x", 7), policy.DefaultRunName("x", 7); a != b {
 		t.Fatal("default name is not a function of the proposal")
 	}
 	// The run id defaults to the proposal id, a ULID.

@@ -72,7 +72,7 @@ func ParseCond(s string) (Cond, error) {
 	case strings.HasPrefix(s, "summary."):
 		c.Field = "summary"
 	default:
-		return c, fmt.Errorf("filter %q must start with config. or summary.", s)
+		return c, fmt.Errorf("filter %q must start with \"config.\" or \"summary.\"", s)
 	}
 	rest := s[len(c.Field)+1:]
 	i := strings.IndexAny(rest, "=!<>")

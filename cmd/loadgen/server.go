@@ -84,7 +84,7 @@ func withServer(ctx context.Context, c config, stderr io.Writer, fn func(context
 	case err := <-done:
 		return fmt.Errorf("start Logbook: %w", err)
 	case <-time.After(time.Minute):
-		return errors.New("Logbook did not start within a minute")
+		return errors.New("the in-process Logbook did not start within a minute")
 	}
 	err := s.setup(ctx)
 	if err == nil {
