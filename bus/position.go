@@ -73,14 +73,11 @@ func FollowPositions(nc *nats.Conn, subj events.Subjects, fn func(Position)) (*n
 // stream is empty: for a work queue (the inbox's lanes), the oldest
 // proposal not yet decided and acknowledged.
 func OldestStored(ctx context.Context, js jetstream.JetStream, stream string) (time.Time, error) {
-	s, err := js.Stream(ctx, stream)
+	s, err := js.Stream(ctx, stream) // one request: it fetches the stream's info
 	if err != nil {
 		return time.Time{}, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
+	info := s.CachedInfo()
 	if info.State.Msgs == 0 {
 		return time.Time{}, nil
 	}
