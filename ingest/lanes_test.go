@@ -153,14 +153,18 @@ func TestBatchDeliveredOutOfOrder(t *testing.T) {
 	})
 	e.setup()
 	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: "r"}})
+	e.propose("alice", events.Event{Entity: "alice", Project: "p", Payload: events.RunStartedV1{Name: "s"}})
 	e.drained()
 	_, evs := e.log()
-	run := evs[len(evs)-1].Run
+	run, other := evs[len(evs)-2].Run, evs[len(evs)-1].Run
 
+	// The lane stores r's first batch (lost on its way), a batch of another
+	// run, then r's second batch: the gap is seen first by the other run's
+	// batch, and must still be filled before r's second.
 	ctx := context.Background()
 	pr := NewProposer(e.nc, e.js, e.cfg.Subjects)
-	for _, from := range []int64{0, 500} {
-		if _, err := pr.Propose(ctx, batchOf(run, from, 500), false); err != nil {
+	for _, b := range []events.Event{batchOf(run, 0, 500), batchOf(other, 0, 500), batchOf(run, 500, 500)} {
+		if _, err := pr.Propose(ctx, b, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,8 +189,8 @@ func TestBatchDeliveredOutOfOrder(t *testing.T) {
 		logged += points(ev)
 	}
 	p, _ := st.Project("alice", "p")
-	if r := p.Runs[run]; logged != 1000*40 || r == nil || r.LastStep != 999 {
-		t.Fatalf("%d points logged (want %d), run %+v (want last step 999)", logged, 1000*40, p.Runs[run])
+	if r, o := p.Runs[run], p.Runs[other]; logged != 1500*40 || r == nil || r.LastStep != 999 || o == nil || o.LastStep != 499 {
+		t.Fatalf("%d points logged (want %d), runs %+v and %+v (want last steps 999 and 499)", logged, 1500*40, p.Runs[run], p.Runs[other])
 	}
 }
 
