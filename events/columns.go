@@ -106,6 +106,17 @@ func (m MetricsLoggedV2) Steps(dst []int64) []int64 {
 // Time returns the time of row i.
 func (m MetricsLoggedV2) Time(i int) float64 { return f64(m.bin[m.times+8*i:]) }
 
+// FillTimes gives the rows logged without a wall time (0) the time now,
+// as the HTTP edge reads a JSON body's rows. It changes m's columns in
+// place: m must own them (ParseBody's batches do).
+func (m MetricsLoggedV2) FillTimes(now float64) {
+	for r := 0; r < m.rows; r++ {
+		if o := m.times + 8*r; f64(m.bin[o:]) == 0 {
+			binary.LittleEndian.PutUint64(m.bin[o:], math.Float64bits(now))
+		}
+	}
+}
+
 // Column returns the column of keys[j].
 func (m MetricsLoggedV2) Column(j int) Column {
 	c := m.cols[j]

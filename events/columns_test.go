@@ -272,3 +272,23 @@ func FuzzColumns(f *testing.F) {
 		_ = m.RowWidths(nil)
 	})
 }
+
+// TestFillTimes: rows sent without a wall time (0) get the given time;
+// the others, and the values, are left as sent.
+func TestFillTimes(t *testing.T) {
+	sent := MustRows([]Row{{Step: 1, Time: 0, Values: map[string]Value{"a": 1}}, {Step: 2, Time: 7.5, Values: map[string]Value{"a": 2}}, {Step: 3, Time: 0, Values: map[string]Value{"a": 3}}})
+	m, err := ParseBody(sent.AppendBody(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FillTimes(100.25)
+	if got := []float64{m.Time(0), m.Time(1), m.Time(2)}; !reflect.DeepEqual(got, []float64{100.25, 7.5, 100.25}) {
+		t.Fatalf("times %v, want [100.25 7.5 100.25]", got)
+	}
+	if c := m.Column(0); c.Value(0) != 1 || c.Value(2) != 3 {
+		t.Fatalf("values changed: %v %v", c.Value(0), c.Value(2))
+	}
+	if sent.Time(0) != 0 {
+		t.Fatal("the parsed batch shares its columns with the body's source")
+	}
+}

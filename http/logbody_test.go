@@ -48,6 +48,7 @@ func TestLogBodies(t *testing.T) {
 	}{
 		{"JSON rows, no time", "application/json", `{"rows":[{"step":0,"values":{"loss":1}},{"step":1,"values":{"loss":"NaN","ok":true}}]}`, 202, ""},
 		{"binary columns", events.ColumnsMediaType, string(cols.AppendBody(nil)), 202, ""},
+		{"binary columns, a row without a time (accepted; stamped as events.TestFillTimes checks)", events.ColumnsMediaType, string(events.MustRows([]events.Row{{Step: 4, Values: map[string]events.Value{"loss": 2}}}).AppendBody(nil)), 202, ""},
 		{"binary columns, truncated", events.ColumnsMediaType, string(cols.AppendBody(nil)[:20]), 400, "invalid_columns"},
 		{"steps that do not increase", "application/json", `{"rows":[{"step":5,"values":{"loss":1}},{"step":5,"values":{"loss":1}}]}`, 400, "invalid"},
 		{"a reserved key (the policy's check)", "application/json", `{"rows":[{"step":5,"values":{"_loss":1}}]}`, 400, "invalid"},

@@ -380,10 +380,10 @@ func (h *Writes) logMetrics(c *call) (int, any, error) {
 
 // readRows reads a log request's body into columns, parsing it once:
 // either the JSON body {"rows": [...]} (read straight into columns; what
-// the fast path does not take, encoding/json reads) with missing times
-// filled with now, or the binary columns (Content-Type
-// events.ColumnsMediaType) as the Go client sends them, checked for
-// structure and passed on without parsing a value.
+// the fast path does not take, encoding/json reads), or the binary columns
+// (Content-Type events.ColumnsMediaType) as the Go client sends them,
+// checked for structure and passed on without parsing a value. Either way
+// a row without a wall time (0) gets the time it arrived.
 func readRows(c *call) (events.MetricsLoggedV2, error) {
 	data, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBody))
 	var mbe *http.MaxBytesError
@@ -393,17 +393,18 @@ func readRows(c *call) (events.MetricsLoggedV2, error) {
 	if err != nil {
 		return events.MetricsLoggedV2{}, errs.New(errs.Invalid, "invalid_json", "cannot read request body: %v", err)
 	}
+	now := float64(time.Now().UnixMicro()) / 1e6 // a row without a wall time was logged now
 	if mt, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type")); mt == events.ColumnsMediaType {
 		m, err := events.ParseBody(data)
 		if err != nil {
 			return m, errs.New(errs.Invalid, "invalid_columns", "%v", err)
 		}
+		m.FillTimes(now)
 		return m, nil
 	}
 	if err := events.CheckJSONText(data); err != nil {
 		return events.MetricsLoggedV2{}, errs.New(errs.Invalid, "invalid_utf8", "%v", err)
 	}
-	now := float64(time.Now().UnixMicro()) / 1e6 // a row without a wall time was logged now
 	m, ok, err := events.ParseRowsBody(data, now)
 	if !ok {
 		var body events.MetricsLoggedV1
